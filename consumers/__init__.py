@@ -1,0 +1,1 @@
+"""Consumers: one reader per dataflow mode, the Kafka sinks, the stream processors."""

@@ -1,0 +1,1 @@
+"""Features: one definition compiled to batch SQL and to stream state."""

@@ -1,0 +1,99 @@
+"""The ``playground`` command: stack control, the demo, benchmarks and the labs."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from playground import stack
+from playground.console import console
+from playground.errors import PlaygroundError
+from playground.settings import get_settings
+
+app = typer.Typer(help="dataflow-playground: Kafka, DuckDB and services, measured.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+bench_app = typer.Typer(help="Benchmarks (minutes each); results go to results/.",
+                        no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@app.command("fetch-kafka")
+def fetch_kafka() -> None:
+    """Fetch Kafka's jars from Maven Central into the cache folder (once)."""
+    from playground.kafka_native import ensure_kafka
+
+    settings = get_settings()
+    with console.status(f"fetching Kafka {settings.kafka_version} with Maven"):
+        libs = ensure_kafka(settings)
+    console.print(f"Kafka {settings.kafka_version}: {libs}")
+
+
+@app.command()
+def up() -> None:
+    """Start the native stack (Kafka KRaft broker, REST service) in the background."""
+    stack.up(get_settings(), on_event=lambda m: console.print(f"  {m}"))
+    _print_status()
+
+
+@app.command()
+def status() -> None:
+    """Show each component: healthy or not, port, PID, uptime. Exit 1 if any is unhealthy."""
+    if not _print_status():
+        raise typer.Exit(1)
+
+
+@app.command()
+def down() -> None:
+    """Stop every component started by `up`; leaves no process behind."""
+    stopped = stack.down(get_settings(), on_event=lambda m: console.print(f"  {m}"))
+    console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+def _print_status() -> bool:
+    rows = stack.status(get_settings())
+    table = Table(title="playground stack")
+    for col in ("component", "state", "port", "pid", "uptime"):
+        table.add_column(col)
+    for r in rows:
+        state = ("[green]healthy" if r.healthy else "[red]unhealthy") if r.running else "[dim]stopped"
+        uptime = f"{r.uptime_s:,.0f}s" if r.uptime_s is not None else "-"
+        table.add_row(r.name, state, str(r.port), str(r.pid or "-"), uptime)
+    console.print(table)
+    return all(r.healthy for r in rows)
+
+
+@app.command()
+def demo(
+    events: Annotated[int, typer.Option(help="transactions to generate")] = 100_000,
+    malformed_rate: Annotated[float, typer.Option(help="fraction of broken records")] = 0.005,
+    seed: Annotated[int, typer.Option()] = 42,
+    keep_running: Annotated[bool, typer.Option(help="leave the stack up afterwards")] = False,
+) -> None:
+    """End to end: start the stack, produce N events to Kafka, sink them into DuckDB, report."""
+    from playground.demo import run_demo
+
+    run_demo(get_settings(), events=events, malformed_rate=malformed_rate, seed=seed,
+             keep_running=keep_running)
+
+
+@bench_app.command("kafka")
+def bench_kafka(
+    events: Annotated[int, typer.Option(help="messages per repeat")] = 1_000_000,
+    repeats: Annotated[int, typer.Option(help="timed repeats (median reported)")] = 3,
+    partitions: Annotated[int, typer.Option()] = 3,
+) -> None:
+    """Produce and consume throughput with kafka-python (events/s and MB/s, medians)."""
+    from playground.bench_kafka import run_bench
+
+    run_bench(get_settings(), events=events, repeats=repeats, partitions=partitions)
+
+
+def main() -> None:
+    try:
+        app()
+    except PlaygroundError as err:
+        console.print(f"[red]error:[/red] {err}")
+        sys.exit(2)

@@ -1,0 +1,95 @@
+"""One settings object for the whole playground.
+
+Only the app layer (CLI, service entrypoints) builds it from the environment
+(``PLAYGROUND_*`` variables or a ``.env`` file); components receive it, or the
+few values they need, as arguments.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Port = int
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PLAYGROUND_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # Network: every server binds to loopback.
+    host: str = "127.0.0.1"
+    kafka_port: Port = Field(9092, ge=1, le=65535)
+    kafka_controller_port: Port = Field(9093, ge=1, le=65535)
+    rest_port: Port = Field(8000, ge=1, le=65535)
+    rpc_port: Port = Field(50051, ge=1, le=65535)
+    # Set to use an external broker (e.g. the Docker one) instead of the native one.
+    bootstrap_servers_override: str | None = Field(None, alias="PLAYGROUND_BOOTSTRAP_SERVERS")
+
+    # Folders. duckdb_path defaults to <data_dir>/playground.duckdb.
+    data_dir: Path = Path("data")
+    duckdb_path: Path | None = None
+    results_dir: Path = Path("results")
+    kafka_cache: Path = Path.home() / ".cache" / "dataflow-playground" / "kafka"
+
+    # Kafka distribution fetched from Maven Central.
+    kafka_version: str = "4.1.1"
+    scala_version: str = "2.13"
+    log4j_version: str = "2.25.3"
+    kafka_heap: str = "512m"
+
+    # Topics.
+    topic: str = "transactions"
+    dead_letter_topic: str = "transactions.dlq"
+    partitions: int = Field(3, ge=1, le=64)
+    retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=60_000)
+
+    # Timeouts.
+    startup_timeout_s: float = Field(60.0, gt=0)
+    shutdown_timeout_s: float = Field(30.0, gt=0)
+
+    @field_validator("host")
+    @classmethod
+    def _loopback_only(cls, v: str) -> str:
+        if not (v.startswith("127.") or v in {"localhost", "::1"}):
+            raise ValueError(f"host must be a loopback address, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> Settings:
+        ports = {
+            "PLAYGROUND_KAFKA_PORT": self.kafka_port,
+            "PLAYGROUND_KAFKA_CONTROLLER_PORT": self.kafka_controller_port,
+            "PLAYGROUND_REST_PORT": self.rest_port,
+            "PLAYGROUND_RPC_PORT": self.rpc_port,
+        }
+        if len(set(ports.values())) != len(ports):
+            raise ValueError(f"ports must all differ, got {ports}")
+        return self
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.bootstrap_servers_override or f"{self.host}:{self.kafka_port}"
+
+    @property
+    def run_dir(self) -> Path:
+        """PID files, logs and the broker's data for the native stack."""
+        return self.data_dir / "run"
+
+    @property
+    def store_path(self) -> Path:
+        """The DuckDB file: ``duckdb_path`` if set, else inside ``data_dir``."""
+        return self.duckdb_path or self.data_dir / "playground.duckdb"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self.host}:{self.rest_port}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

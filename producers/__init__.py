@@ -1,0 +1,1 @@
+"""Producers: the seeded event generator and one writer per dataflow mode."""

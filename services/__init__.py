@@ -1,0 +1,1 @@
+"""Services: the REST (FastAPI) and RPC (gRPC) services."""

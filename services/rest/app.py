@@ -1,0 +1,18 @@
+"""The FastAPI application; run with ``uvicorn services.rest.app:create_app --factory``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from playground import __version__
+from services.rest import health
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="dataflow-playground",
+        version=__version__,
+        description="Ingestion and feature-serving endpoints of the dataflow playground.",
+    )
+    app.include_router(health.router)
+    return app

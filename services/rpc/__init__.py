@@ -1,0 +1,1 @@
+"""The gRPC service; its Python code is generated from proto/ by playground.codegen."""

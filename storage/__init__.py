@@ -1,0 +1,1 @@
+"""Storage: the DuckDB store, format codecs and row-store vs column-store engines."""
