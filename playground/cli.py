@@ -97,3 +97,7 @@ def main() -> None:
     except PlaygroundError as err:
         console.print(f"[red]error:[/red] {err}")
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

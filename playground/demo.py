@@ -8,6 +8,7 @@ import uuid
 import matplotlib.pyplot as plt
 from rich.table import Table
 
+from consumers.kafka_to_duckdb import KafkaToDuckDB
 from playground import kafka_admin, stack
 from playground.console import console, progress
 from playground.results import markdown_table, write_results
@@ -15,7 +16,6 @@ from playground.settings import Settings
 from producers.generator import GeneratorConfig, wire_records
 from producers.to_kafka import make_producer, produce
 from storage.duckdb_store import EventStore
-from consumers.kafka_to_duckdb import KafkaToDuckDB
 
 
 def run_demo(settings: Settings, events: int, malformed_rate: float, seed: int,

@@ -21,7 +21,7 @@ def admin(bootstrap: str, timeout_ms: int = 5000) -> KafkaAdminClient:
         bootstrap_servers=bootstrap,
         client_id="playground-admin",
         request_timeout_ms=timeout_ms,
-        api_version_auto_timeout_ms=timeout_ms,
+        bootstrap_timeout_ms=timeout_ms,
     )
 
 

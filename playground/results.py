@@ -19,8 +19,8 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 LIBRARIES = ("kafka-python", "duckdb", "pyarrow", "fastavro", "protobuf", "grpcio",
              "faust-streaming", "fastapi", "uvicorn", "httpx", "numpy", "pydantic", "orjson")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Port = int
@@ -28,7 +28,12 @@ class Settings(BaseSettings):
     rest_port: Port = Field(8000, ge=1, le=65535)
     rpc_port: Port = Field(50051, ge=1, le=65535)
     # Set to use an external broker (e.g. the Docker one) instead of the native one.
-    bootstrap_servers_override: str | None = Field(None, alias="PLAYGROUND_BOOTSTRAP_SERVERS")
+    bootstrap_servers_override: str | None = Field(
+        None,
+        validation_alias=AliasChoices("PLAYGROUND_BOOTSTRAP_SERVERS",
+                                      "PLAYGROUND_BOOTSTRAP_SERVERS_OVERRIDE",
+                                      "bootstrap_servers_override"),
+    )
 
     # Folders. duckdb_path defaults to <data_dir>/playground.duckdb.
     data_dir: Path = Path("data")

@@ -125,8 +125,6 @@ def child_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     for key, value in settings.model_dump(exclude_none=True).items():
         env[f"PLAYGROUND_{key.upper()}"] = str(value)
-    if settings.bootstrap_servers_override:
-        env["PLAYGROUND_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers_override
     return env
 
 

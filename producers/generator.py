@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from playground.schema import CURRENCIES, DEVICES, FIELD_NAMES, arrow_schema
+from playground.schema import DEVICES, FIELD_NAMES, arrow_schema
 
 DAY_MS = 86_400_000
 DEFAULT_START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -184,4 +184,6 @@ def wire_records(cfg: GeneratorConfig) -> Iterator[WireRecord]:
             kind = MALFORMED_KINDS[kinds[i]]
             yield WireRecord(key, _break(event, kind), None, kind)
         else:
-            yield WireRecord(key, encode_event(event), int(event["event_id"]), None)  # type: ignore[call-overload]
+            event_id = event["event_id"]
+            assert isinstance(event_id, int)
+            yield WireRecord(key, encode_event(event), event_id, None)

@@ -1,0 +1,95 @@
+"""One real Kafka broker (KRaft, native) per test session, started with `playground up`.
+
+The stack runs in a temporary data folder on free ports; every test gets
+throwaway topics (uuid names). At the end `playground down` must leave none of
+the recorded processes alive, or the session errors.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from playground import kafka_admin, stack
+from playground.settings import Settings
+from tests.conftest import free_ports
+
+
+@pytest.fixture(scope="session")
+def stack_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment (PLAYGROUND_* variables) that points every command at the test stack."""
+    data = tmp_path_factory.mktemp("stack")
+    kafka, controller, rest, rpc = free_ports(4)
+    env = dict(os.environ)
+    env.update({
+        "PLAYGROUND_DATA_DIR": str(data / "data"),
+        "PLAYGROUND_RESULTS_DIR": str(data / "results"),
+        "PLAYGROUND_KAFKA_PORT": str(kafka),
+        "PLAYGROUND_KAFKA_CONTROLLER_PORT": str(controller),
+        "PLAYGROUND_REST_PORT": str(rest),
+        "PLAYGROUND_RPC_PORT": str(rpc),
+        "PLAYGROUND_KAFKA_HEAP": "384m",
+    })
+    return env
+
+
+def run_cli(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "playground.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="session")
+def kafka_stack(stack_env: dict[str, str]) -> Iterator[Settings]:
+    settings = Settings(
+        data_dir=Path(stack_env["PLAYGROUND_DATA_DIR"]),
+        results_dir=Path(stack_env["PLAYGROUND_RESULTS_DIR"]),
+        kafka_port=int(stack_env["PLAYGROUND_KAFKA_PORT"]),
+        kafka_controller_port=int(stack_env["PLAYGROUND_KAFKA_CONTROLLER_PORT"]),
+        rest_port=int(stack_env["PLAYGROUND_REST_PORT"]),
+        rpc_port=int(stack_env["PLAYGROUND_RPC_PORT"]),
+        kafka_heap="384m",
+    )
+    up = run_cli(stack_env, "up")
+    assert up.returncode == 0, f"playground up failed:\n{up.stdout}\n{up.stderr}"
+    pids = {name: rec.pid for name in ("kafka", "rest")
+            if (rec := stack.read_pid(settings, name)) is not None}
+    assert "kafka" in pids, up.stdout
+    try:
+        yield settings
+    finally:
+        down = run_cli(stack_env, "down")
+        leftover = [f"{n}={p}" for n, p in pids.items() if psutil.pid_exists(p)
+                    and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        for pid in pids.values():  # last resort, only our own recorded PIDs
+            if psutil.pid_exists(pid):
+                psutil.Process(pid).kill()
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert not leftover, f"playground down left processes behind: {leftover}"
+
+
+@pytest.fixture
+def bootstrap(kafka_stack: Settings) -> str:
+    return kafka_stack.bootstrap_servers
+
+
+@pytest.fixture
+def topic_factory(bootstrap: str) -> Iterator[Callable[..., str]]:
+    """Create throwaway topics named ``t-<uuid>``; deleted after the test."""
+    created: list[str] = []
+
+    def make(partitions: int = 3, prefix: str = "t", retention_ms: int | None = None) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        kafka_admin.ensure_topics(bootstrap, [kafka_admin.TopicSpec(name, partitions, retention_ms)])
+        created.append(name)
+        return name
+
+    yield make
+    if created:
+        kafka_admin.delete_topics(bootstrap, created)
