@@ -25,6 +25,7 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer
 
+from playground.errors import PlaygroundError
 from playground.schema import Event
 from playground.settings import Settings, get_settings
 from playground.validation import Rejection, decode_event
@@ -33,6 +34,7 @@ from storage.duckdb_store import DeadLetter, EventStore
 # Fault injection for the crash tests: exit hard after this many DuckDB writes,
 # before committing offsets: the worst moment for a sink to die.
 CRASH_AFTER_WRITES_ENV = "PLAYGROUND_SINK_CRASH_AFTER_WRITES"
+JOIN_TIMEOUT_S = 120.0
 
 
 @dataclass
@@ -65,6 +67,9 @@ class KafkaToDuckDB:
             max_poll_records=max_poll_records,
             fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            # A crashed member is noticed after this long; a restart waits for it.
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=3_000,
         )
         self.dlq = KafkaProducer(bootstrap_servers=settings.bootstrap_servers,
                                  acks="all", linger_ms=5, client_id=f"{group}-dlq")
@@ -91,10 +96,20 @@ class KafkaToDuckDB:
         stats = SinkStats()
         start = time.perf_counter()
         last_data = time.monotonic()
+        began = time.monotonic()
         while max_events is None or stats.consumed < max_events:
             polled = self.consumer.poll(timeout_ms=500)
             records = [r for batch in polled.values() for r in batch]
             if not records:
+                if not self.consumer.assignment():
+                    # Still joining the group: after a crash the dead member's session must
+                    # expire first (session_timeout_ms). That wait is not idleness.
+                    last_data = time.monotonic()
+                    if time.monotonic() - began > JOIN_TIMEOUT_S:
+                        raise PlaygroundError(
+                            f"no partitions assigned within {JOIN_TIMEOUT_S:.0f}s for topic "
+                            f"{self.topic!r}; does it exist? ('playground status')")
+                    continue
                 if idle_timeout_s is not None and time.monotonic() - last_data > idle_timeout_s:
                     break
                 continue
@@ -130,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--topic", default=None)
     parser.add_argument("--db", type=Path, default=None, help="DuckDB file (default: settings)")
     parser.add_argument("--max-events", type=int, default=None)
-    parser.add_argument("--idle-timeout", type=float, default=10.0)
+    parser.add_argument("--idle-timeout", type=float, default=10.0,
+                        help="exit after this many seconds without data; 0 = run until stopped")
     parser.add_argument("--max-poll-records", type=int, default=5000)
     args = parser.parse_args(argv)
     settings = get_settings()
@@ -144,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
 
         try:
-            stats = sink.run(args.max_events, args.idle_timeout, on_batch=report)
+            stats = sink.run(args.max_events, args.idle_timeout or None, on_batch=report)
         finally:
             sink.close()
         print(f"done consumed={stats.consumed} stored={stats.stored} "

@@ -23,6 +23,9 @@ class Settings(BaseSettings):
 
     # Network: every server binds to loopback.
     host: str = "127.0.0.1"
+    # Where servers listen. Loopback by default; 0.0.0.0 only inside a container, whose
+    # ports docker-compose.yml publishes on the host's 127.0.0.1.
+    bind_host: str = "127.0.0.1"
     kafka_port: Port = Field(9092, ge=1, le=65535)
     kafka_controller_port: Port = Field(9093, ge=1, le=65535)
     rest_port: Port = Field(8000, ge=1, le=65535)
@@ -62,6 +65,13 @@ class Settings(BaseSettings):
     def _loopback_only(cls, v: str) -> str:
         if not (v.startswith("127.") or v in {"localhost", "::1"}):
             raise ValueError(f"host must be a loopback address, got {v!r}")
+        return v
+
+    @field_validator("bind_host")
+    @classmethod
+    def _loopback_or_container(cls, v: str) -> str:
+        if not (v.startswith("127.") or v in {"localhost", "::1", "0.0.0.0"}):
+            raise ValueError(f"bind_host must be loopback (or 0.0.0.0 in a container), got {v!r}")
         return v
 
     @model_validator(mode="after")

@@ -44,8 +44,19 @@ def _rest_healthy(settings: Settings) -> bool:
 
 
 def _rest_command(settings: Settings) -> list[str]:
-    return [sys.executable, "-m", "uvicorn", "services.rest.app:create_app", "--factory",
-            "--host", settings.host, "--port", str(settings.rest_port), "--log-level", "warning"]
+    # The same entrypoint docker-compose.yml runs.
+    return [sys.executable, "-m", "playground.cli", "serve", "rest"]
+
+
+def _rpc_command(settings: Settings) -> list[str]:
+    return [sys.executable, "-m", "services.rpc.server", "--host", settings.host,
+            "--port", str(settings.rpc_port)]
+
+
+def _rpc_healthy(settings: Settings) -> bool:
+    from services.rpc.server import ready  # grpc is imported only when the RPC service is asked
+
+    return ready(f"{settings.host}:{settings.rpc_port}", timeout_s=1.0)
 
 
 KAFKA = Component(
@@ -63,8 +74,15 @@ REST = Component(
     healthy=_rest_healthy,
     main_port=lambda s: s.rest_port,
 )
+RPC = Component(
+    name="rpc",
+    ports=lambda s: {"PLAYGROUND_RPC_PORT": s.rpc_port},
+    command=_rpc_command,
+    healthy=_rpc_healthy,
+    main_port=lambda s: s.rpc_port,
+)
 # Start order; `down` stops in reverse.
-COMPONENTS: list[Component] = [KAFKA, REST]
+COMPONENTS: list[Component] = [KAFKA, REST, RPC]
 
 
 # --- PID files -----------------------------------------------------------------------------
@@ -244,6 +262,16 @@ def _stop_pid(rec: PidRecord, timeout_s: float) -> None:
         psutil.Process(rec.pid).wait(timeout=10)
     except psutil.NoSuchProcess:
         pass
+
+
+def stop(comp: Component, settings: Settings) -> bool:
+    """Stop one component if it runs (e.g. only what a command started); True if it ran."""
+    rec = read_pid(settings, comp.name)
+    if rec is None:
+        return False
+    _stop_pid(rec, settings.shutdown_timeout_s)
+    pid_file(settings, comp.name).unlink(missing_ok=True)
+    return True
 
 
 def down(settings: Settings, on_event: Callable[[str], None] = lambda _msg: None) -> list[str]:

@@ -96,10 +96,11 @@ def generate_table(cfg: GeneratorConfig) -> pa.Table:
     if n and cfg.fraud_bursts:
         # A burst: one compromised user, many large payments in a short span.
         span = max(int(ts[-1] - ts[0]), 1)
+        burst_ms = min(15 * 60_000, max(span // 100, 1_000))  # short against the whole run
         for _ in range(cfg.fraud_bursts):
             start = ts[0] + rng.integers(0, span)
-            in_burst = (ts >= start) & (ts < start + 15 * 60_000)
-            pick = in_burst & (rng.random(n) < 0.05)
+            in_burst = (ts >= start) & (ts < start + burst_ms)
+            pick = in_burst & (rng.random(n) < 0.3)
             victim = rng.integers(0, cfg.users)
             users[pick] = victim
             amount[pick] = np.round(amount[pick] * rng.uniform(3, 10), 2).clip(0.01, 50_000)
