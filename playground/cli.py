@@ -11,6 +11,9 @@ from rich.table import Table
 from playground import stack
 from playground.console import console
 from playground.errors import PlaygroundError
+from playground.features_cli import features_app
+from playground.flow.cli import flow_app
+from playground.lab.cli import formats_command, lab_app
 from playground.settings import get_settings
 
 app = typer.Typer(help="dataflow-playground: Kafka, DuckDB and services, measured.",
@@ -18,6 +21,13 @@ app = typer.Typer(help="dataflow-playground: Kafka, DuckDB and services, measure
 bench_app = typer.Typer(help="Benchmarks (minutes each); results go to results/.",
                         no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+serve_app = typer.Typer(help="Run one service in the foreground (what `up` and compose start).",
+                        no_args_is_help=True)
+app.add_typer(serve_app, name="serve")
+app.add_typer(lab_app, name="lab")
+app.add_typer(flow_app, name="flow")
+app.command("formats")(formats_command)
+app.add_typer(features_app, name="features")
 
 
 @app.command("fetch-kafka")
@@ -29,6 +39,41 @@ def fetch_kafka() -> None:
     with console.status(f"fetching Kafka {settings.kafka_version} with Maven"):
         libs = ensure_kafka(settings)
     console.print(f"Kafka {settings.kafka_version}: {libs}")
+
+
+@app.command()
+def topics() -> None:
+    """Create the topics (transactions, its dead-letter topic) if they do not exist."""
+    from playground import kafka_admin
+
+    settings = get_settings()
+    specs = kafka_admin.default_topics(settings)
+    created = kafka_admin.ensure_topics(settings.bootstrap_servers, specs)
+    for spec in specs:
+        state = "created" if spec.name in created else "exists"
+        console.print(f"{spec.name}: {spec.partitions} partitions, retention.ms={spec.retention_ms} "
+                      f"({state})")
+
+
+@serve_app.command("rest")
+def serve_rest(port: Annotated[int | None, typer.Option(help="default: rest_port")] = None) -> None:
+    """The FastAPI service (OpenAPI at /docs)."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run("services.rest.app:create_app", factory=True, host=settings.bind_host,
+                port=port or settings.rest_port, log_level="warning")
+
+
+@serve_app.command("sink")
+def serve_sink(
+    group: Annotated[str, typer.Option()] = "duckdb-sink",
+    idle_timeout: Annotated[float, typer.Option(help="seconds without data before exiting; 0 = never")] = 0,
+) -> None:
+    """The Kafka -> DuckDB sink, consuming until stopped."""
+    from consumers.kafka_to_duckdb import main as sink_main
+
+    raise typer.Exit(sink_main(["--group", group, "--idle-timeout", str(idle_timeout)]))
 
 
 @app.command()
@@ -84,11 +129,28 @@ def bench_kafka(
     events: Annotated[int, typer.Option(help="messages per repeat")] = 1_000_000,
     repeats: Annotated[int, typer.Option(help="timed repeats (median reported)")] = 3,
     partitions: Annotated[int, typer.Option()] = 3,
+    tuned_only: Annotated[bool, typer.Option(help="skip the library-defaults producer")] = False,
 ) -> None:
     """Produce and consume throughput with kafka-python (events/s and MB/s, medians)."""
     from playground.bench_kafka import run_bench
 
-    run_bench(get_settings(), events=events, repeats=repeats, partitions=partitions)
+    run_bench(get_settings(), events=events, repeats=repeats, partitions=partitions,
+              profiles=["tuned"] if tuned_only else None)
+
+
+@bench_app.command("batch-vs-stream")
+def bench_batch_vs_stream(
+    events: Annotated[int, typer.Option(help="events for the batch side")] = 1_000_000,
+    stream_events: Annotated[int, typer.Option(help="events for the stream's max-throughput run")] = 200_000,
+    repeats: Annotated[int, typer.Option(help="timed batch repeats (median reported)")] = 3,
+    freshness_seconds: Annotated[float, typer.Option(help="seconds per offered load")] = 10.0,
+) -> None:
+    """Same features in DuckDB SQL and in the faust worker: throughput, CPU, freshness."""
+    from playground.bench_batch_stream import run_bench
+
+    paths = run_bench(get_settings(), events=events, stream_events=stream_events, repeats=repeats,
+                      freshness_seconds=freshness_seconds)
+    console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
 
 
 def main() -> None:

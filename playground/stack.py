@@ -81,8 +81,24 @@ RPC = Component(
     healthy=_rpc_healthy,
     main_port=lambda s: s.rpc_port,
 )
+
+
+def _features_worker_healthy(settings: Settings) -> bool:
+    from features.online_store import worker_healthy
+
+    return worker_healthy(settings)
+
+
+# The stream features worker (faust): no port of its own; healthy = a fresh heartbeat in its store.
+FEATURES_WORKER = Component(
+    name="features-worker",
+    ports=lambda s: {},
+    command=lambda s: [sys.executable, "-m", "features.faust_worker"],
+    healthy=_features_worker_healthy,
+    main_port=lambda s: 0,
+)
 # Start order; `down` stops in reverse.
-COMPONENTS: list[Component] = [KAFKA, REST, RPC]
+COMPONENTS: list[Component] = [KAFKA, REST, RPC, FEATURES_WORKER]
 
 
 # --- PID files -----------------------------------------------------------------------------

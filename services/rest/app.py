@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from playground import __version__
-from services.rest import health
+from services.rest import events, features, health
+from services.rest.limits import BodySizeLimit
 
 
 def create_app() -> FastAPI:
@@ -15,4 +16,7 @@ def create_app() -> FastAPI:
         description="Ingestion and feature-serving endpoints of the dataflow playground.",
     )
     app.include_router(health.router)
+    app.include_router(events.router)
+    app.include_router(features.router)
+    app.add_middleware(BodySizeLimit, prefixes=("/events",))
     return app

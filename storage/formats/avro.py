@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar, cast
 
 import fastavro
 import pyarrow as pa
@@ -56,7 +57,9 @@ def arrow_schema_from_avro(avro: dict[str, Any]) -> pa.Schema:
         nullable = isinstance(t, list)
         if nullable:
             t = next(x for x in t if x != "null")
-        key = t.get("logicalType", t["type"]) if isinstance(t, dict) else t
+        key = str(t.get("logicalType", t["type"])) if isinstance(t, dict) else str(t)
+        if key not in _FROM_AVRO:
+            raise AvroSchemaError(f"no Arrow mapping for Avro type {key!r} of field {f['name']!r}")
         out.append(pa.field(f["name"], _FROM_AVRO[key], nullable=nullable))
     return pa.schema(out)
 
@@ -73,33 +76,37 @@ class AvroCodec(FormatCodec):
         with path.open("wb") as f:
             fastavro.writer(f, schema, table.to_pylist())
 
-    def _schema(self, reader: Any) -> pa.Schema:
-        return arrow_schema_from_avro(reader.writer_schema)
+    @staticmethod
+    def _open(f: BinaryIO) -> tuple[pa.Schema, Iterator[Row]]:
+        """The Arrow schema from the file's embedded writer schema, and the records."""
+        reader = fastavro.reader(f)
+        schema = arrow_schema_from_avro(cast(dict[str, Any], reader.writer_schema))
+        return schema, (cast(Row, r) for r in reader)
 
     def read_rows(self, path: Path) -> list[Row]:
         with path.open("rb") as f:
-            return list(fastavro.reader(f))  # type: ignore[arg-type]
+            return list(self._open(f)[1])
 
     def read_arrow(self, path: Path) -> pa.Table:
         with path.open("rb") as f:
-            reader = fastavro.reader(f)
-            return pa.Table.from_pylist(list(reader), schema=self._schema(reader))  # type: ignore[arg-type]
+            schema, records = self._open(f)
+            return pa.Table.from_pylist(list(records), schema=schema)
 
     def read_column(self, path: Path, column: str) -> pa.ChunkedArray:
         with path.open("rb") as f:
-            reader = fastavro.reader(f)
-            values = [r[column] for r in reader]  # type: ignore[index]
-            return pa.chunked_array([pa.array(values, self._schema(reader).field(column).type)])
+            schema, records = self._open(f)
+            values = [r[column] for r in records]
+            return pa.chunked_array([pa.array(values, schema.field(column).type)])
 
     def read_filtered(self, path: Path, where: Range) -> pa.Table:
         with path.open("rb") as f:
-            reader = fastavro.reader(f)
-            rows = [r for r in reader if where.accepts(r[where.column])]  # type: ignore[index]
-            return pa.Table.from_pylist(rows, schema=self._schema(reader))  # type: ignore[arg-type]
+            schema, records = self._open(f)
+            rows = [r for r in records if where.accepts(r[where.column])]
+            return pa.Table.from_pylist(rows, schema=schema)
 
     def lookup(self, path: Path, key: str, value: Any) -> Row | None:
         with path.open("rb") as f:
-            for r in fastavro.reader(f):
-                if r[key] == value:  # type: ignore[index]
-                    return dict(r)  # type: ignore[arg-type]
+            for r in self._open(f)[1]:
+                if r[key] == value:  # early exit: records are read one at a time
+                    return dict(r)
         return None

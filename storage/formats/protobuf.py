@@ -22,9 +22,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
-from google.protobuf.internal.decoder import _DecodeVarint32
-from google.protobuf.internal.encoder import _VarintBytes
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from playground.errors import PlaygroundError
@@ -43,6 +41,30 @@ _ARROW_TYPES: dict[int, pa.DataType] = {v: k for k, v in _PROTO_TYPES.items()}
 
 class ProtobufSchemaError(PlaygroundError):
     """A table or descriptor this codec cannot map between Arrow and protobuf."""
+
+
+def encode_varint(n: int) -> bytes:
+    """Base-128 varint, least significant group first (the protobuf wire encoding)."""
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def decode_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    """The varint starting at ``pos`` and the position just after it."""
+    result = shift = 0
+    while True:
+        if pos >= len(buf):
+            raise ProtobufSchemaError("truncated length prefix: the file ends inside a varint")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
 
 
 def _descriptor_set(file_proto: descriptor_pb2.FileDescriptorProto) -> bytes:
@@ -64,7 +86,7 @@ def message_for(schema: pa.Schema) -> tuple[type[Message], bytes]:
         if t not in _PROTO_TYPES:
             raise ProtobufSchemaError(f"no protobuf mapping for column {f.name!r} of type "
                                       f"{f.type}; add one to storage/formats/protobuf.py")
-        msg.field.add(name=f.name, number=number, type=_PROTO_TYPES[t],  # type: ignore[arg-type]
+        msg.field.add(name=f.name, number=number, type=_PROTO_TYPES[t],
                       label=FieldDescriptor.LABEL_OPTIONAL)
     return _class_from(_descriptor_set(fp), f"{fp.package}.Record"), _descriptor_set(fp)
 
@@ -108,7 +130,7 @@ class ProtobufCodec(FormatCodec):
         with path.open("wb") as f:
             for row in _rows_for_wire(table):
                 data = cls(**{k: v for k, v in row.items() if v is not None}).SerializeToString()
-                f.write(_VarintBytes(len(data)))
+                f.write(encode_varint(len(data)))
                 f.write(data)
 
     def _message_class(self, path: Path) -> type[Message]:
@@ -122,15 +144,17 @@ class ProtobufCodec(FormatCodec):
     def _messages(self, path: Path) -> Iterator[Message]:
         cls = self._message_class(path)
         buf = path.read_bytes()
-        view = memoryview(buf)
         pos, end = 0, len(buf)
         while pos < end:
-            size, pos = _DecodeVarint32(buf, pos)
-            yield cls.FromString(view[pos:pos + size])
+            size, pos = decode_varint(buf, pos)
+            if pos + size > end:
+                raise ProtobufSchemaError(f"{path}: last message truncated ({end - pos} of "
+                                          f"{size} bytes)")
+            yield cls.FromString(buf[pos:pos + size])
             pos += size
 
     @staticmethod
-    def _fields(desc: Descriptor) -> list[tuple[str, bool]]:
+    def _fields(desc: Any) -> list[tuple[str, bool]]:
         return [(f.name, f.has_presence) for f in desc.fields]
 
     @staticmethod

@@ -58,8 +58,8 @@ def kafka_stack(stack_env: dict[str, str]) -> Iterator[Settings]:
     )
     up = run_cli(stack_env, "up")
     assert up.returncode == 0, f"playground up failed:\n{up.stdout}\n{up.stderr}"
-    pids = {name: rec.pid for name in ("kafka", "rest")
-            if (rec := stack.read_pid(settings, name)) is not None}
+    pids = {comp.name: rec.pid for comp in stack.COMPONENTS
+            if (rec := stack.read_pid(settings, comp.name)) is not None}
     assert "kafka" in pids, up.stdout
     try:
         yield settings

@@ -1,0 +1,1 @@
+"""One orchestration per dataflow mode: start its consumer and producer processes, measure."""

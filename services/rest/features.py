@@ -1,0 +1,60 @@
+"""``GET /features/{entity}/{id}``: the latest stream feature values of one entity, with freshness.
+
+Reads the online store (SQLite, WAL) that the features worker writes; this process
+never writes it. ``age_ms`` is wall-clock time since the worker last rewrote the
+vector; ``as_of`` is the event time the values hold for (right after the entity's
+latest event).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path
+from pydantic import BaseModel
+
+from features.definitions import ENTITIES
+from features.online_store import OnlineStoreError, OnlineStoreReader, now_ms, online_store_path
+from playground.settings import get_settings
+
+router = APIRouter(prefix="/features", tags=["features"])
+
+
+class FeaturesOut(BaseModel):
+    entity: str
+    id: int
+    as_of: int
+    values: dict[str, object]
+    updated_ms: int
+    age_ms: int
+    late_events_accepted: int | None = None
+    late_events_dropped: int | None = None
+
+
+def _reader() -> OnlineStoreReader:
+    try:
+        return OnlineStoreReader(online_store_path(get_settings()))
+    except OnlineStoreError as err:
+        raise HTTPException(status_code=503, detail=str(err)) from err
+
+
+Reader = Annotated[OnlineStoreReader, Depends(_reader)]
+
+
+@router.get("/{entity}/{entity_id}", response_model=FeaturesOut)
+def get_features(entity: str, entity_id: Annotated[int, Path(ge=0)], reader: Reader) -> FeaturesOut:
+    if entity not in ENTITIES:
+        raise HTTPException(status_code=404,
+                            detail=f"unknown entity {entity!r}; use one of {', '.join(ENTITIES)}")
+    try:
+        row = reader.get(entity, entity_id)
+        stats = reader.stats()
+    finally:
+        reader.close()
+    if row is None:
+        raise HTTPException(status_code=404,
+                            detail=f"no features for {entity} {entity_id}: the stream has not seen it yet")
+    return FeaturesOut(entity=entity, id=entity_id, as_of=row.as_of, values=row.values,
+                       updated_ms=row.updated_ms, age_ms=max(now_ms() - row.updated_ms, 0),
+                       late_events_accepted=stats.get("late_accepted"),
+                       late_events_dropped=stats.get("late_dropped"))
