@@ -16,56 +16,22 @@ restarted worker rebuilds exact window state instead of resuming with none.
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
 import sys
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import faust
 from faust.types import TP
-from kafka.errors import KafkaError
 
 from features.event_time import EventTimeOrderer
-from features.online_store import OnlineStoreWriter, online_store_path
+from features.online_store import OnlineStoreWriter
 from features.stream_runner import StreamRunner
 from features.stream_state import FeatureEngine
+from features.worker_common import WorkerConfig, parse_config, prepare
 from playground import kafka_admin
 from playground.settings import get_settings
 
-FEATURES_TOPIC = "features"
-DEFAULT_APP_ID = "playground-features"
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class WorkerConfig:
-    bootstrap: str
-    input_topic: str
-    output_topic: str
-    dlq_topic: str
-    store: Path
-    app_id: str = DEFAULT_APP_ID
-    allowed_lateness_ms: int = 60_000
-    # Long enough that a partition whose fetch lags behind the others is not taken for idle
-    # (500 ms was measured to drop events at start-up); it only delays a stream's tail.
-    idle_ms: float = 2000.0
-    record_freshness: bool = False
-    batch_max: int = 2000
-    batch_within_s: float = 0.005
-
-
-def forget_offsets(bootstrap: str, group: str) -> None:
-    """Drop the group's committed offsets so the worker replays from the earliest offset."""
-    client = kafka_admin.admin(bootstrap)
-    try:
-        client.delete_groups([group])
-    except (KafkaError, ValueError) as err:  # no such group yet: nothing to forget
-        log.debug("no offsets to forget for %s: %s", group, err)
-    finally:
-        client.close()
 
 
 def build_app(cfg: WorkerConfig) -> faust.App:
@@ -133,28 +99,10 @@ def build_app(cfg: WorkerConfig) -> faust.App:
 
 def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
-    p = argparse.ArgumentParser(description="Stream features worker (faust-streaming).")
-    p.add_argument("--input-topic", default=settings.topic)
-    p.add_argument("--output-topic", default=FEATURES_TOPIC)
-    p.add_argument("--dlq-topic", default=settings.dead_letter_topic)
-    p.add_argument("--store", type=Path, default=online_store_path(settings))
-    p.add_argument("--app-id", default=DEFAULT_APP_ID)
-    p.add_argument("--allowed-lateness-ms", type=int, default=60_000)
-    p.add_argument("--idle-ms", type=float, default=2000.0)
-    p.add_argument("--record-freshness", action="store_true")
-    p.add_argument("--loglevel", default=os.environ.get("PLAYGROUND_FEATURES_LOGLEVEL", "warning"))
-    args = p.parse_args(argv)
-    cfg = WorkerConfig(bootstrap=settings.bootstrap_servers, input_topic=args.input_topic,
-                       output_topic=args.output_topic, dlq_topic=args.dlq_topic, store=args.store,
-                       app_id=args.app_id, allowed_lateness_ms=args.allowed_lateness_ms,
-                       idle_ms=args.idle_ms, record_freshness=args.record_freshness)
-    kafka_admin.ensure_topics(cfg.bootstrap, [
-        kafka_admin.TopicSpec(cfg.input_topic, settings.partitions, settings.retention_ms),
-        kafka_admin.TopicSpec(cfg.output_topic, settings.partitions, settings.retention_ms),
-        kafka_admin.TopicSpec(cfg.dlq_topic, 1, settings.retention_ms)])
-    forget_offsets(cfg.bootstrap, cfg.app_id)
+    cfg, loglevel = parse_config(settings, argv, "Stream features worker (faust-streaming).")
+    prepare(settings, cfg)
     app = build_app(cfg)
-    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
     return 0
 

@@ -1,7 +1,8 @@
 """Run batch and stream on the same events and measure parity (``playground features parity``).
 
-The stream path is the real one: events are produced to a fresh Kafka topic, a faust
-worker process (:mod:`features.faust_worker`) consumes it, emits per-event values to
+The stream path is the real one: events are produced to a fresh Kafka topic, a worker
+process of the chosen engine (:mod:`features.faust_worker` or
+:mod:`features.kafka_python_worker`) consumes it, emits per-event values to
 its own ``features`` topic and writes its online store. The batch path is DuckDB SQL
 over the same clean events. Everything the run creates (topics, worker, and Kafka
 itself if it was not running) is removed afterwards.
@@ -16,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from kafka import KafkaConsumer
+import pyarrow as pa
+import pyarrow.compute as pc
+from kafka import KafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -31,7 +34,11 @@ from playground.settings import Settings
 from producers.generator import GeneratorConfig, generate_table, wire_records
 from producers.to_kafka import make_producer, produce
 
-STREAM_PATH = "faust-streaming worker process (features.faust_worker) consuming Kafka"
+STREAM_PATHS = {
+    "faust": "faust-streaming worker process (features.faust_worker) consuming Kafka",
+    "kafka-python": "kafka-python poll-loop worker process (features.kafka_python_worker) consuming Kafka",
+}
+STREAM_PATH = STREAM_PATHS["faust"]
 
 
 @dataclass
@@ -41,11 +48,15 @@ class ParityReport:
     final_state: dict[str, FeatureParity]
     counters: dict[str, int]
     parameters: dict[str, Any] = field(default_factory=dict)
+    engine: str = "faust"
+    dead_letter_records: int = 0  # read back from the dead-letter topic
 
     def to_json(self) -> dict[str, Any]:
         return {
             "events": self.events,
-            "stream_path": STREAM_PATH,
+            "engine": self.engine,
+            "stream_path": STREAM_PATHS[self.engine],
+            "dead_letter_records": self.dead_letter_records,
             "features": {n: p.metrics() for n, p in self.per_event.items()},
             "final_state": {n: {**p.metrics(), "mismatches": p.mismatches, "entities": p.count}
                             for n, p in self.final_state.items()},
@@ -74,9 +85,20 @@ def read_feature_topic(bootstrap: str, topic: str, expected: int, timeout_s: flo
     return out
 
 
+def count_topic(bootstrap: str, topic: str) -> int:
+    """Records currently in ``topic`` (end minus beginning offsets)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        ends, begins = consumer.end_offsets(tps), consumer.beginning_offsets(tps)
+        return sum(ends[tp] - begins[tp] for tp in tps)
+    finally:
+        consumer.close()
+
+
 def run_parity(settings: Settings, events: int, seed: int = 42, rate: float = 2.0,
                out_of_order: float = 0.0, max_lateness_ms: int = 0, allowed_lateness_ms: int = 60_000,
-               malformed_rate: float = 0.0, ui: Console = console) -> ParityReport:
+               malformed_rate: float = 0.0, ui: Console = console, engine: str = "faust") -> ParityReport:
     """``ui`` receives progress and notes (give a stderr console to keep stdout for JSON)."""
 
     def say(msg: str) -> None:
@@ -95,19 +117,22 @@ def run_parity(settings: Settings, events: int, seed: int = 42, rate: float = 2.
     tmp = Path(tempfile.mkdtemp(prefix="parity-", dir=settings.data_dir if settings.data_dir.exists()
                                 else None))
     worker = WorkerProcess(settings, topic, out_topic, dlq, tmp / "online.sqlite", app_id,
-                           allowed_lateness_ms=allowed_lateness_ms)
-    say(f"stream path: {STREAM_PATH}; topic {topic}, {settings.partitions} partitions")
+                           allowed_lateness_ms=allowed_lateness_ms, engine=engine)
+    say(f"stream path: {STREAM_PATHS[engine]}; topic {topic}, {settings.partitions} partitions")
     try:
         worker.start()
-        table = generate_table(cfg)
+        records = list(wire_records(cfg))
+        good = pa.array([r.event_id for r in records if r.event_id is not None], pa.int64())
+        # A malformed record replaces a good event: the batch side sees only what the stream can.
+        table = generate_table(cfg).filter(pc.is_in(pc.field("event_id"), value_set=good))
         producer = make_producer(bootstrap)
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=ui) as bar:
             task = bar.add_task("produce", total=events)
-            sent = produce(producer, topic, ((r.key, r.value) for r in wire_records(cfg)),
+            sent = produce(producer, topic, ((r.key, r.value) for r in records),
                            on_progress=lambda n: bar.advance(task, n))
             producer.close()
-            task2 = bar.add_task("stream (faust worker)", total=events)
+            task2 = bar.add_task(f"stream ({engine} worker)", total=events)
             counters = worker.wait_drained(
                 sent.sent, timeout_s=max(120.0, events / 1000),
                 on_stats=lambda st: bar.update(task2, completed=st.get("consumed", 0)))
@@ -116,6 +141,7 @@ def run_parity(settings: Settings, events: int, seed: int = 42, rate: float = 2.
             reader = OnlineStoreReader(worker.store)
             online = reader.all()
             reader.close()
+            dead = count_topic(bootstrap, dlq)
         with ui.status("batch: DuckDB SQL"):
             batch = BatchFeatures(table)
             training = batch.training_table().to_pylist()
@@ -127,14 +153,16 @@ def run_parity(settings: Settings, events: int, seed: int = 42, rate: float = 2.
             final[f.name] = compare(((k, v) for k, v in snapshot.items() if k[0] == f.entity.name),
                                     online, features=(f,))[f.name]
         return ParityReport(events=events, per_event=per_event, final_state=final, counters=counters,
+                            engine=engine, dead_letter_records=dead,
                             parameters={"events": events, "seed": seed, "rate": rate,
                                         "out_of_order": out_of_order, "max_lateness_ms": max_lateness_ms,
                                         "allowed_lateness_ms": allowed_lateness_ms,
-                                        "malformed_rate": malformed_rate,
+                                        "malformed_rate": malformed_rate, "engine": engine,
                                         "partitions": settings.partitions})
     finally:
         worker.stop()
-        kafka_admin.delete_topics(bootstrap, [topic, out_topic, dlq, f"{app_id}-__assignor-__leader"])
+        leader = [f"{app_id}-__assignor-__leader"] if engine == "faust" else []  # faust makes it
+        kafka_admin.delete_topics(bootstrap, [topic, out_topic, dlq, *leader])
         if started.get("kafka"):
             stack.stop(stack.KAFKA, settings)
             say("  kafka: stopped (this command started it)")

@@ -1,4 +1,8 @@
-"""Start and watch one faust features worker as a child process (parity runs, benchmarks, tests)."""
+"""Start and watch one features worker as a child process (parity runs, benchmarks, tests).
+
+``engine`` picks the stream engine: ``faust`` (:mod:`features.faust_worker`) or
+``kafka-python`` (:mod:`features.kafka_python_worker`); both take the same arguments.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,9 @@ from playground.errors import PlaygroundError
 from playground.settings import Settings
 from playground.stack import child_env
 
+ENGINE_MODULES = {"faust": "features.faust_worker", "kafka-python": "features.kafka_python_worker"}
+ENGINES = tuple(ENGINE_MODULES)
+
 
 class StreamWorkerError(PlaygroundError):
     """The features worker died or did not finish in time."""
@@ -25,10 +32,12 @@ class StreamWorkerError(PlaygroundError):
 class WorkerProcess:
     def __init__(self, settings: Settings, input_topic: str, output_topic: str, dlq_topic: str,
                  store: Path, app_id: str, allowed_lateness_ms: int = 60_000,
-                 record_freshness: bool = False, log: Path | None = None) -> None:
-        self.store, self.app_id = store, app_id
+                 record_freshness: bool = False, log: Path | None = None, engine: str = "faust") -> None:
+        if engine not in ENGINE_MODULES:
+            raise StreamWorkerError(f"unknown stream engine {engine!r}; use one of {', '.join(ENGINES)}")
+        self.store, self.app_id, self.engine = store, app_id, engine
         self.log = log or store.with_suffix(".log")
-        self.cmd = [sys.executable, "-m", "features.faust_worker", "--input-topic", input_topic,
+        self.cmd = [sys.executable, "-m", ENGINE_MODULES[engine], "--input-topic", input_topic,
                     "--output-topic", output_topic, "--dlq-topic", dlq_topic, "--store", str(store),
                     "--app-id", app_id, "--allowed-lateness-ms", str(allowed_lateness_ms)]
         if record_freshness:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -12,6 +13,13 @@ from rich.table import Table
 
 from playground.console import console
 from playground.settings import get_settings
+
+
+class Engine(StrEnum):
+    faust = "faust"
+    kafka_python = "kafka-python"
+    both = "both"
+
 
 features_app = typer.Typer(help="Batch vs stream features from one definition.", no_args_is_help=True)
 
@@ -48,21 +56,29 @@ def parity(
     allowed_lateness: Annotated[str, typer.Option(help="stream's allowed lateness, e.g. 60s")] = "60s",
     rate: Annotated[float, typer.Option(help="mean events per second of event time")] = 2.0,
     seed: Annotated[int, typer.Option()] = 42,
+    malformed_rate: Annotated[float, typer.Option(help="fraction of records broken (dead-lettered)")] = 0.0,
+    engine: Annotated[Engine, typer.Option(help="stream engine; 'both' runs one after the other")
+                      ] = Engine.faust,
     as_json: Annotated[bool, typer.Option("--json", help="print only the JSON report")] = False,
 ) -> None:
-    """Compute features in batch (DuckDB SQL) and stream (faust worker over Kafka); compare them."""
-    from features.parity_run import STREAM_PATH, run_parity
+    """Compute features in batch (DuckDB SQL) and stream (a worker over Kafka); compare them."""
+    from features.parity_run import STREAM_PATHS, run_parity
 
     ui = Console(stderr=True) if as_json else console
-    report = run_parity(get_settings(), events=events, seed=seed, rate=rate, out_of_order=out_of_order,
-                        max_lateness_ms=_duration_ms(max_lateness),
-                        allowed_lateness_ms=_duration_ms(allowed_lateness), ui=ui)
-    doc = report.to_json()
+    engines = ["faust", "kafka-python"] if engine == Engine.both else [engine.value]
+    docs = []
+    for name in engines:
+        report = run_parity(get_settings(), events=events, seed=seed, rate=rate,
+                            out_of_order=out_of_order, max_lateness_ms=_duration_ms(max_lateness),
+                            allowed_lateness_ms=_duration_ms(allowed_lateness),
+                            malformed_rate=malformed_rate, ui=ui, engine=name)
+        doc = report.to_json()
+        docs.append(doc)
+        if not as_json:
+            _print_report(doc, report, STREAM_PATHS[name])
     if as_json:
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-    else:
-        _print_report(doc, report, STREAM_PATH)
-    if doc["final_state_mismatches"]:
+        sys.stdout.write(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2) + "\n")
+    if any(d["final_state_mismatches"] for d in docs):
         raise typer.Exit(1)
 
 
@@ -81,7 +97,8 @@ def _print_report(doc: dict[str, Any], report: Any, stream_path: str) -> None:
                   f"accepted {c.get('late_accepted', 0)}, dropped {c.get('late_dropped', 0)}, max lateness "
                   f"{c.get('max_lateness_ms', 0) / 1000:.1f}s; "
                   f"corrections emitted {c.get('corrections', 0)}; "
-                  f"dead-lettered {c.get('dead_lettered', 0)}")
+                  f"dead-lettered {c.get('dead_lettered', 0)} "
+                  f"({doc.get('dead_letter_records', 0)} records on the dead-letter topic)")
     for name, p in report.per_event.items():
         if p.examples:
             console.print(f"  {name}: e.g. {p.examples[:2]}")

@@ -15,6 +15,7 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,14 @@ from playground import kafka_admin
 from playground.flow import receipts
 from playground.flow.modes.common import FAULT_RUN_S, start_producer
 from playground.flow.report import FlowResult, flow_result
-from playground.flow.runner import Child, FlowContext, read_report, wait_until, watch_receipts
+from playground.flow.runner import (
+    Child,
+    FlowContext,
+    FlowError,
+    read_report,
+    wait_until,
+    watch_receipts,
+)
 from storage.duckdb_store import EventStore
 
 QUEUE_MEMBERS = 3
@@ -70,18 +78,50 @@ def _start_member(ctx: FlowContext, label: str, topic: str, group: str, folder: 
                      "--group", group, "--receipts", str(folder))
 
 
+# kafka-python's classic group protocol now and then stalls a rebalance on this loaded
+# 2-core box (the leader stops heartbeating and nobody gets an assignment). Rather than
+# hang, a run restarts its members on a fresh group; the retries are reported.
+JOIN_TIMEOUT_S = 30.0
+JOIN_ATTEMPTS = 3
+
+
+def _join(start: Callable[[str], list[Child]], folders: list[Path], settled: Callable[[], bool],
+          what: str) -> tuple[list[Child], int]:
+    """Start members (``start(group_suffix)``) until their assignment settles; (members, retries)."""
+    for attempt in range(JOIN_ATTEMPTS):
+        for folder in folders:
+            for stale in folder.glob("*.assign.json"):
+                stale.unlink()
+        members = start(uuid.uuid4().hex[:6])
+        try:
+            wait_until(settled, JOIN_TIMEOUT_S, what, members, interval_s=0.1)
+            return members, attempt
+        except FlowError:
+            for m in members:
+                m.stop()
+            if attempt == JOIN_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def run_pubsub(ctx: FlowContext, events: int, groups: int = 2, batch: int = 500,
                rate: float | None = None, label: str = "kafka-pubsub") -> list[FlowResult]:
     """``groups`` groups of one member each; a result per group plus the mode's summary row."""
     topic, partitions = _make_topic(ctx, label)
     folders = {f"g{i + 1}": ctx.folder(label, f"g{i + 1}") for i in range(groups)}
-    run = uuid.uuid4().hex[:6]
-    members = {g: _start_member(ctx, label, topic, f"{label}-{g}-{run}", f, "m1")
-               for g, f in folders.items()}
+    members: dict[str, Child] = {}
+
+    def start(run: str) -> list[Child]:
+        members.clear()
+        members.update({g: _start_member(ctx, label, topic, f"{label}-{g}-{run}", f, "m1")
+                        for g, f in folders.items()})
+        return list(members.values())
+
     try:
-        wait_until(lambda: all(len(_assignments(f, ["m1"])["m1"]) == partitions
-                               for f in folders.values()),
-                   90, "every group's assignment", list(members.values()), interval_s=0.1)
+        _, join_retries = _join(start, list(folders.values()),
+                                lambda: all(len(_assignments(f, ["m1"])["m1"]) == partitions
+                                            for f in folders.values()),
+                                "every group's assignment")
         for m in members.values():
             m.mark_ready()
         report_path = ctx.folder(label) / "producer.json"
@@ -100,6 +140,7 @@ def run_pubsub(ctx: FlowContext, events: int, groups: int = 2, batch: int = 500,
                     cpu_s=members[g].cpu_used(), first_sent_us=report["first_sent_us"])
         for g, f in folders.items()]
     detail = {"topic_partitions": partitions, "retention_ms": retention, "offered_rate": rate,
+              "group_join_retries": join_retries,
               "groups": {r.mode: {"received": r.received, "events_per_s": r.events_per_s,
                                   "p99_ms": r.p99_ms} for r in per_group}}
     worst = min(per_group, key=lambda r: r.events_per_s)
@@ -119,16 +160,17 @@ def run_queue(ctx: FlowContext, events: int, batch: int = 500, rate: float | Non
     """One group of ``QUEUE_MEMBERS`` members sharing the partitions: no overlap allowed."""
     topic, partitions = _make_topic(ctx, label)
     folder = ctx.folder(label, "members")
-    group = f"{label}-{uuid.uuid4().hex[:6]}"
     names = [f"m{i + 1}" for i in range(QUEUE_MEMBERS)]
-    members = [_start_member(ctx, label, topic, group, folder, n) for n in names]
 
     def settled() -> bool:
         parts = [p for ps in _assignments(folder, names).values() for p in ps]
         return all(_assignments(folder, names).values()) and sorted(parts) == list(range(partitions))
 
+    members: list[Child] = []
     try:
-        wait_until(settled, 90, "the queue group's assignment", members, interval_s=0.1)
+        members, join_retries = _join(
+            lambda run: [_start_member(ctx, label, topic, f"{label}-{run}", folder, n) for n in names],
+            [folder], settled, "the queue group's assignment")
         for m in members:
             m.mark_ready()
         shares = _assignments(folder, names)
@@ -150,7 +192,8 @@ def run_queue(ctx: FlowContext, events: int, batch: int = 500, rate: float | Non
                        cpu_s=report["cpu_s"] + sum(m.cpu_used() for m in members),
                        first_sent_us=report["first_sent_us"],
                        detail={"topic_partitions": partitions, "retention_ms": retention,
-                               "assignment": shares, "overlap_between_members": overlap,
+                               "group_join_retries": join_retries, "assignment": shares,
+                               "overlap_between_members": overlap,
                                "share": {k: len(v) for k, v in per_member.items()}})
 
 
