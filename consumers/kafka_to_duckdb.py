@@ -52,11 +52,14 @@ class SinkStats:
 
 class KafkaToDuckDB:
     def __init__(self, settings: Settings, store: EventStore, group: str = "duckdb-sink",
-                 topic: str | None = None, max_poll_records: int = 5000) -> None:
+                 topic: str | None = None, max_poll_records: int = 5000,
+                 write_batch: int = 20_000, write_wait_s: float = 0.2) -> None:
         self.settings = settings
         self.store = store
         self.topic = topic or settings.topic
         self.dlq_topic = settings.dead_letter_topic
+        self.write_batch = write_batch
+        self.write_wait_s = write_wait_s
         self.consumer = KafkaConsumer(
             self.topic,
             bootstrap_servers=settings.bootstrap_servers,
@@ -90,6 +93,25 @@ class KafkaToDuckDB:
                 good.append(result)
         return good, dead
 
+    def _poll_batch(self) -> list:
+        """Records of one or more polls, so DuckDB gets fewer, larger writes.
+
+        A poll often returns a few hundred records; a DuckDB insert costs ~5x more per row
+        at 2,000 rows than at 20,000 (measured), so polls are gathered until
+        ``write_batch`` records or ``write_wait_s`` after the first one, whichever is first.
+        """
+        records: list = []
+        first = 0.0
+        while True:
+            polled = self.consumer.poll(timeout_ms=50 if records else 500)
+            got = [r for batch in polled.values() for r in batch]
+            if got:
+                records.extend(got)
+                first = first or time.monotonic()
+            if (not got or len(records) >= self.write_batch
+                    or time.monotonic() - first >= self.write_wait_s):
+                return records
+
     def run(self, max_events: int | None = None, idle_timeout_s: float | None = 10.0,
             on_batch: Callable[[SinkStats], None] | None = None) -> SinkStats:
         """Consume until ``max_events`` are consumed or nothing arrives for ``idle_timeout_s``."""
@@ -98,8 +120,7 @@ class KafkaToDuckDB:
         last_data = time.monotonic()
         began = time.monotonic()
         while max_events is None or stats.consumed < max_events:
-            polled = self.consumer.poll(timeout_ms=500)
-            records = [r for batch in polled.values() for r in batch]
+            records = self._poll_batch()
             if not records:
                 if not self.consumer.assignment():
                     # Still joining the group: after a crash the dead member's session must
@@ -148,11 +169,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-timeout", type=float, default=10.0,
                         help="exit after this many seconds without data; 0 = run until stopped")
     parser.add_argument("--max-poll-records", type=int, default=5000)
+    parser.add_argument("--write-batch", type=int, default=20_000,
+                        help="gather polls up to this many records per DuckDB write")
+    parser.add_argument("--write-wait", type=float, default=0.2,
+                        help="... or this many seconds after the first record")
     args = parser.parse_args(argv)
     settings = get_settings()
     with EventStore(args.db or settings.store_path) as store:
         sink = KafkaToDuckDB(settings, store, group=args.group, topic=args.topic,
-                             max_poll_records=args.max_poll_records)
+                             max_poll_records=args.max_poll_records,
+                             write_batch=args.write_batch, write_wait_s=args.write_wait)
 
         def report(s: SinkStats) -> None:
             # One line per committed batch: tests and operators can follow progress.

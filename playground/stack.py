@@ -49,8 +49,8 @@ def _rest_command(settings: Settings) -> list[str]:
 
 
 def _rpc_command(settings: Settings) -> list[str]:
-    return [sys.executable, "-m", "services.rpc.server", "--host", settings.host,
-            "--port", str(settings.rpc_port)]
+    # The same entrypoint docker-compose.yml runs (there with --host 0.0.0.0).
+    return [sys.executable, "-m", "services.rpc.server", "--port", str(settings.rpc_port)]
 
 
 def _rpc_healthy(settings: Settings) -> bool:

@@ -41,6 +41,12 @@ class DeadLetter:
     reason: str
 
 
+_DEAD_SCHEMA = pa.schema([("dead_letter_id", pa.string()), ("source", pa.string()),
+                          ("key", pa.binary()), ("payload", pa.binary()),
+                          ("field", pa.string()), ("reason", pa.string())])
+_DEAD_COLUMNS = tuple(_DEAD_SCHEMA.names)
+
+
 def events_to_arrow(events: Sequence[Event]) -> pa.Table:
     columns = {name: [getattr(e, name) for e in events] for name in FIELD_NAMES}
     return pa.table(columns, schema=arrow_schema())
@@ -76,12 +82,14 @@ class EventStore:
                 self.conn.execute("INSERT INTO events SELECT * FROM incoming ON CONFLICT DO NOTHING")
                 self.conn.unregister("incoming")
             if dead_letters:
-                self.conn.executemany(
-                    "INSERT INTO dead_letters (dead_letter_id, source, key, payload, field, reason)"
-                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    [(d.dead_letter_id, d.source, d.key, d.payload, d.field, d.reason)
-                     for d in dead_letters],
-                )
+                # One Arrow insert: executemany runs a statement per row (~3 ms each here).
+                self.conn.register("incoming_dead", pa.table(
+                    {name: [getattr(d, name) for d in dead_letters] for name in _DEAD_COLUMNS},
+                    schema=_DEAD_SCHEMA))
+                self.conn.execute(
+                    f"INSERT INTO dead_letters ({', '.join(_DEAD_COLUMNS)}) "
+                    "SELECT * FROM incoming_dead ON CONFLICT DO NOTHING")
+                self.conn.unregister("incoming_dead")
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")

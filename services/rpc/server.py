@@ -93,7 +93,7 @@ def ready(target: str, timeout_s: float = 2.0) -> bool:
 def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     parser = argparse.ArgumentParser(description="Serve the gRPC Ingest service.")
-    parser.add_argument("--host", default=settings.host)
+    parser.add_argument("--host", default=settings.bind_host)
     parser.add_argument("--port", type=int, default=settings.rpc_port)
     args = parser.parse_args(argv)
     ingest = Ingest(ingest_folder(settings.data_dir / "ingest"), source="rpc")

@@ -39,7 +39,7 @@ def test_kafka_is_pinned_kraft_4x_with_healthcheck(compose: dict[str, Any]) -> N
 
 
 def test_services_wait_for_healthy_kafka(compose: dict[str, Any]) -> None:
-    for name in ("rest", "sink", "topics"):
+    for name in ("rest", "rpc", "features-worker", "sink", "topics"):
         svc = compose["services"][name]
         assert svc["depends_on"]["kafka"]["condition"] == "service_healthy", name
         assert "build" in svc, f"{name} must be built from the project's Dockerfile"
@@ -75,6 +75,21 @@ def test_compose_commands_are_real_cli_commands(compose: dict[str, Any]) -> None
         words = [w for w in cmd[1:] if not w.startswith("-")][:2]
         result = runner.invoke(app, [*words[: 2 if words[0] == "serve" else 1], "--help"])
         assert result.exit_code == 0, (name, cmd, result.output)
+
+
+def test_every_native_component_has_a_compose_service(compose: dict[str, Any]) -> None:
+    from playground.stack import COMPONENTS
+
+    assert {c.name for c in COMPONENTS} <= set(compose["services"])
+
+
+def test_python_module_entrypoints_exist(compose: dict[str, Any]) -> None:
+    import importlib.util
+
+    for name, svc in compose["services"].items():
+        cmd = svc.get("command") or []
+        if cmd[:2] == ["python", "-m"]:
+            assert importlib.util.find_spec(cmd[2]) is not None, (name, cmd)
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
