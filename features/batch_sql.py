@@ -1,8 +1,4 @@
-"""The first batch compiler, kept as the reference: one DuckDB ``RANGE`` window per feature.
-
-:mod:`features.batch_sql` replaced it (about 10x faster on 1M events); this one is
-the straightforward reading of the definitions, so the tests check the fast one
-against it, and ``playground bench batch-vs-stream`` reports both ("before/after").
+"""Compile the feature definitions to DuckDB SQL: point-in-time correct, by window functions.
 
 For every event the frame is ``RANGE BETWEEN W PRECEDING AND 1 PRECEDING`` over the
 integer millisecond ``ts``, i.e. exactly ``[e.ts - W, e.ts)``: equal-``ts`` events
@@ -32,19 +28,18 @@ def _window_name(spec: FeatureSpec) -> str:
     return f"w_{spec.entity.name}_{spec.window_ms}"
 
 
-def _value_expr(spec: FeatureSpec, probes: bool) -> str:
+def _value_expr(spec: FeatureSpec) -> str:
     """The per-row expression the aggregate sees: NULL for probes and filtered-out rows."""
     col = {Agg.COUNT: "1", Agg.TIME_SINCE_LAST: "ts"}.get(spec.agg, spec.column)
-    conds = (["NOT _probe"] if probes else []) + ([spec.where.sql()] if spec.where else [])
-    return f"CASE WHEN {' AND '.join(conds)} THEN {col} END" if conds else str(col)
+    cond = "NOT _probe" + (f" AND {spec.where.sql()}" if spec.where else "")
+    return f"CASE WHEN {cond} THEN {col} END"
 
 
-def _aggregate(spec: FeatureSpec, probes: bool) -> str:
-    v, w = _value_expr(spec, probes), _window_name(spec)
+def _aggregate(spec: FeatureSpec) -> str:
+    v, w = _value_expr(spec), _window_name(spec)
     match spec.agg:
         case Agg.COUNT:
-            # count(*) is the frame's size, no per-row work (EXPLAIN ANALYZE: ~3x cheaper).
-            return f"count({v}) OVER {w}" if v != "1" else f"count(*) OVER {w}"
+            return f"count({v}) OVER {w}"
         case Agg.SUM:
             return f"coalesce(sum({v}) OVER {w}, 0.0)"
         case Agg.AVG | Agg.MIN | Agg.MAX:
@@ -55,21 +50,20 @@ def _aggregate(spec: FeatureSpec, probes: bool) -> str:
             return f"ts - max({v}) OVER {w}"
         case Agg.LAST_K:
             key = spec.entity.key
-            item = f"struct_pack(t := ts, a := {spec.column})"
-            return (f"list({f'CASE WHEN NOT _probe THEN {item} END' if probes else item}) "
+            return (f"list(CASE WHEN NOT _probe THEN struct_pack(t := ts, a := {spec.column}) END) "
                     f"OVER (PARTITION BY {key} ORDER BY ts, _ord, event_id "
                     f"ROWS BETWEEN {spec.k} PRECEDING AND 1 PRECEDING)")
     raise AssertionError(spec.agg)
 
 
-def _features_sql(base: str, features: tuple[FeatureSpec, ...], probes: bool) -> str:
+def _features_sql(base: str, features: tuple[FeatureSpec, ...]) -> str:
     windows = {}
     for f in features:
         if f.agg != Agg.LAST_K:
             windows[_window_name(f)] = (f"(PARTITION BY {f.entity.key} ORDER BY ts "
                                         f"RANGE BETWEEN {f.window_ms} PRECEDING AND 1 PRECEDING)")
     inner_cols = ",\n    ".join(
-        f"{_aggregate(f, probes)} AS {'_raw_' if f.is_list else ''}{f.name}" for f in features)
+        f"{_aggregate(f)} AS {'_raw_' if f.is_list else ''}{f.name}" for f in features)
     window_sql = ("WINDOW " + ",\n  ".join(f"{name} AS {frame}" for name, frame in windows.items())
                   if windows else "")
     outer = []
@@ -96,8 +90,8 @@ def training_sql(source: str, features: tuple[FeatureSpec, ...] = FEATURES) -> s
     """One row per event of ``source``: its point-in-time-correct feature values."""
     base = f"(SELECT {_EVENT_COLUMNS}, FALSE AS _probe, 1 AS _ord, NULL::VARCHAR AS _entity FROM {source})"
     cols = ", ".join(f.name for f in features)
-    inner = _features_sql(base, features, probes=False)
-    return f"SELECT event_id, user_id, merchant_id, ts, {cols} FROM ({inner}) ORDER BY event_id"
+    return (f"SELECT event_id, user_id, merchant_id, ts, {cols} FROM ({_features_sql(base, features)}) "
+            "ORDER BY event_id")
 
 
 def spine_sql(source: str, spine: str, features: tuple[FeatureSpec, ...] = FEATURES) -> str:
@@ -121,7 +115,7 @@ def spine_sql(source: str, spine: str, features: tuple[FeatureSpec, ...] = FEATU
             parts.append(f"SELECT '{name}' AS entity, {entity.key} AS id, ts AS as_of, "
                          f"to_json(struct_pack({', '.join(f'{c} := {c}' for c in cols)})) AS vals "
                          f"FROM feats WHERE _probe AND _entity = '{name}'")
-    return (f"WITH feats AS ({_features_sql(base, features, probes=True)})\n"
+    return (f"WITH feats AS ({_features_sql(base, features)})\n"
             + "\nUNION ALL\n".join(parts) + "\nORDER BY entity, id")
 
 
@@ -148,8 +142,6 @@ class BatchFeatures:
         self.con = con or duckdb.connect()
         if threads:
             self.con.execute(f"SET threads = {int(threads)}")
-        # Row order comes from ORDER BY; not keeping it elsewhere frees the planner.
-        self.con.execute("SET preserve_insertion_order = false")
         self.features = features
         self.con.register("_events_src", events)
 

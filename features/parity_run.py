@@ -38,7 +38,6 @@ STREAM_PATHS = {
     "faust": "faust-streaming worker process (features.faust_worker) consuming Kafka",
     "kafka-python": "kafka-python poll-loop worker process (features.kafka_python_worker) consuming Kafka",
 }
-STREAM_PATH = STREAM_PATHS["faust"]
 
 
 @dataclass

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -184,8 +184,11 @@ class Window:
                 x.dirty = True
 
     def evict_before(self, t: int) -> None:
-        self.start = max(self.start, t)
+        if t > self.start:
+            self.start = t
         entries, head = self.entries, self.head
+        if not entries or entries[head][TS] >= t:  # the common case: nothing falls out
+            return
         while head < len(entries) and entries[head][TS] < t:
             e = entries[head]
             head += 1
@@ -208,6 +211,34 @@ class Window:
             del entries[:head]
             head = 0
         self.head = head
+
+    def getter(self, spec: FeatureSpec) -> Callable[[int], object]:
+        """A function of ``t`` equal to ``self.value(spec, t)``, with the dispatch done once.
+
+        The hot path asks every window for every feature of every event; resolving the
+        aggregation per call was the largest slice of the operators' profile.
+        """
+        entries = self.entries  # mutated in place, never rebound
+        col = COLUMN_INDEX.get(spec.column or "", -1)
+        match spec.agg:
+            case Agg.COUNT:
+                return lambda _t: len(entries) - self.head
+            case Agg.SUM:
+                acc = self.sums[col]
+                return lambda _t: acc.s + acc.c if len(entries) > self.head else 0.0
+            case Agg.AVG:
+                acc = self.sums[col]
+
+                def avg(_t: int) -> object:
+                    n = len(entries) - self.head
+                    return (acc.s + acc.c) / n if n else None
+                return avg
+            case Agg.DISTINCT:
+                counter = self.distinct[col]
+                return lambda _t: len(counter) if len(entries) > self.head else 0
+            case Agg.TIME_SINCE_LAST:
+                return lambda t: t - entries[-1][TS] if len(entries) > self.head else None
+        return lambda t: self.value(spec, t)
 
     def value(self, spec: FeatureSpec, t: int) -> object:
         """Value at ``t``, given the window holds exactly the entries in ``[t - W, t)``."""
@@ -245,7 +276,7 @@ class KeyState:
         for s in specs:
             groups.setdefault((s.window_ms, s.where), []).append(s)
         self.windows = [Window(w, where, ss) for (w, where), ss in groups.items()]
-        self.plan = [(s.name, s, w) for w in self.windows for s in w.specs]
+        self.plan = [(s.name, w.getter(s)) for w in self.windows for s in w.specs]
         self.retention_ms = retention_ms
         self.history: list[Entry] = []
         self.hist_head = 0
@@ -268,7 +299,7 @@ class KeyState:
         if self.group_ts is None or t > self.group_ts:
             for w in self.windows:
                 w.evict_before(t - w.window_ms)
-            values = {name: w.value(s, t) for name, s, w in self.plan}
+            values = {name: get(t) for name, get in self.plan}
             self.group_ts, self.group_values, self.group_stale = t, values, False
         elif t == self.group_ts:
             if self.group_stale:
@@ -307,7 +338,7 @@ class KeyState:
         as_of = self.group_ts + 1
         for w in self.windows:
             w.evict_before(as_of - w.window_ms)
-        return as_of, {name: w.value(s, as_of) for name, s, w in self.plan}
+        return as_of, {name: get(as_of) for name, get in self.plan}
 
 
 @dataclass

@@ -144,12 +144,15 @@ def bench_batch_vs_stream(
     stream_events: Annotated[int, typer.Option(help="events for the stream's max-throughput run")] = 200_000,
     repeats: Annotated[int, typer.Option(help="timed batch repeats (median reported)")] = 3,
     freshness_seconds: Annotated[float, typer.Option(help="seconds per offered load")] = 10.0,
+    engine: Annotated[list[str] | None, typer.Option(
+        help="stream engine(s) to measure: faust, kafka-python (default: both)")] = None,
+    stream_repeats: Annotated[int, typer.Option(help="max-throughput runs per engine (median)")] = 2,
 ) -> None:
-    """Same features in DuckDB SQL and in the faust worker: throughput, CPU, freshness."""
+    """Same features in DuckDB SQL and in both stream engines: throughput, CPU, freshness."""
     from playground.bench_batch_stream import run_bench
 
     paths = run_bench(get_settings(), events=events, stream_events=stream_events, repeats=repeats,
-                      freshness_seconds=freshness_seconds)
+                      freshness_seconds=freshness_seconds, engines=engine, stream_repeats=stream_repeats)
     console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
 
 

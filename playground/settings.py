@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -55,6 +56,9 @@ class Settings(BaseSettings):
     dead_letter_topic: str = "transactions.dlq"
     partitions: int = Field(3, ge=1, le=64)
     retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=60_000)
+
+    # Which process `up` runs as the features-worker (docs/features.md compares the two).
+    stream_engine: Literal["faust", "kafka-python"] = "faust"
 
     # Timeouts.
     startup_timeout_s: float = Field(60.0, gt=0)

@@ -89,11 +89,17 @@ def _features_worker_healthy(settings: Settings) -> bool:
     return worker_healthy(settings)
 
 
-# The stream features worker (faust): no port of its own; healthy = a fresh heartbeat in its store.
+def _features_worker_command(settings: Settings) -> list[str]:
+    module = {"faust": "features.faust_worker", "kafka-python": "features.kafka_python_worker"}
+    return [sys.executable, "-m", module[settings.stream_engine]]
+
+
+# The stream features worker (faust, or kafka-python with PLAYGROUND_STREAM_ENGINE): no port of
+# its own; healthy = a fresh heartbeat in its store.
 FEATURES_WORKER = Component(
     name="features-worker",
     ports=lambda s: {},
-    command=lambda s: [sys.executable, "-m", "features.faust_worker"],
+    command=_features_worker_command,
     healthy=_features_worker_healthy,
     main_port=lambda s: 0,
 )

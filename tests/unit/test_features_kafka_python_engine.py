@@ -103,3 +103,16 @@ def test_poll_loop_equals_batch_and_dead_letters(tmp_path: Path, seed: int) -> N
     for f in FEATURES:
         rows = [(k, v) for k, v in snapshot.items() if k[0] == f.entity.name]
         assert compare(rows, online, features=(f,))[f.name].mismatches == 0, f.name
+
+
+def test_stack_runs_the_engine_the_settings_name() -> None:
+    from pydantic import ValidationError
+
+    from playground.settings import Settings
+    from playground.stack import FEATURES_WORKER
+
+    assert FEATURES_WORKER.command(Settings())[-1] == "features.faust_worker"  # the default
+    chosen = Settings(stream_engine="kafka-python")
+    assert FEATURES_WORKER.command(chosen)[-1] == "features.kafka_python_worker"
+    with pytest.raises(ValidationError):
+        Settings(stream_engine="spark")
