@@ -1,8 +1,9 @@
 """Compile the feature definitions to DuckDB SQL: point-in-time correct, by window functions.
 
-For every event the frame is ``RANGE BETWEEN W PRECEDING AND 1 PRECEDING`` over the
-integer millisecond ``ts``, i.e. exactly ``[e.ts - W, e.ts)``: equal-``ts`` events
-are outside it, as :mod:`features.definitions` specifies.
+For every event the frame is ``RANGE BETWEEN W PRECEDING AND CURRENT ROW EXCLUDE GROUP``
+over the integer millisecond ``ts`` (``1 PRECEDING`` instead of the excluded group for
+distinct counts; see :func:`_frame`), i.e. exactly ``[e.ts - W, e.ts)``: equal-``ts``
+events are outside it, as :mod:`features.definitions` specifies.
 
 ``last_k`` cannot use a RANGE frame cheaply (the list would hold the whole window),
 so it takes the ``k`` rows before the *first* row of the event's ``ts`` peer group
@@ -25,7 +26,22 @@ _EVENT_COLUMNS = "event_id, user_id, merchant_id, amount, ts"
 
 
 def _window_name(spec: FeatureSpec) -> str:
-    return f"w_{spec.entity.name}_{spec.window_ms}"
+    # Distinct counts keep the ``1 PRECEDING`` frame: DuckDB's distinct window aggregate is
+    # pathologically slow with ``EXCLUDE GROUP`` (minutes at 1M rows), fine without it.
+    suffix = "_d" if spec.agg == Agg.DISTINCT else ""
+    return f"w_{spec.entity.name}_{spec.window_ms}{suffix}"
+
+
+def _frame(spec: FeatureSpec) -> str:
+    """``[ts - W, ts)``: ``W PRECEDING`` to the current row's peer group, excluded.
+
+    ``CURRENT ROW EXCLUDE GROUP`` and ``1 PRECEDING`` select the same rows for integer ``ts``,
+    but DuckDB computes the former 2-3x faster (the peer-group end is known from the sort;
+    ``1 PRECEDING`` searches for it per row).
+    """
+    if spec.agg == Agg.DISTINCT:
+        return f"RANGE BETWEEN {spec.window_ms} PRECEDING AND 1 PRECEDING"
+    return f"RANGE BETWEEN {spec.window_ms} PRECEDING AND CURRENT ROW EXCLUDE GROUP"
 
 
 def _value_expr(spec: FeatureSpec) -> str:
@@ -60,8 +76,7 @@ def _features_sql(base: str, features: tuple[FeatureSpec, ...]) -> str:
     windows = {}
     for f in features:
         if f.agg != Agg.LAST_K:
-            windows[_window_name(f)] = (f"(PARTITION BY {f.entity.key} ORDER BY ts "
-                                        f"RANGE BETWEEN {f.window_ms} PRECEDING AND 1 PRECEDING)")
+            windows[_window_name(f)] = f"(PARTITION BY {f.entity.key} ORDER BY ts {_frame(f)})"
     inner_cols = ",\n    ".join(
         f"{_aggregate(f)} AS {'_raw_' if f.is_list else ''}{f.name}" for f in features)
     window_sql = ("WINDOW " + ",\n  ".join(f"{name} AS {frame}" for name, frame in windows.items())
