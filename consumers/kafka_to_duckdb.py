@@ -28,7 +28,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from playground.errors import PlaygroundError
 from playground.schema import Event
 from playground.settings import Settings, get_settings
-from playground.validation import Rejection, decode_event
+from playground.validation import Rejection, decode_batch
 from storage.duckdb_store import DeadLetter, EventStore
 
 # Fault injection for the crash tests: exit hard after this many DuckDB writes,
@@ -82,8 +82,7 @@ class KafkaToDuckDB:
     def _split(self, records: list) -> tuple[list[Event], list[DeadLetter]]:
         good: list[Event] = []
         dead: list[DeadLetter] = []
-        for rec in records:
-            result = decode_event(rec.value)
+        for rec, result in zip(records, decode_batch([r.value for r in records]), strict=True):
             if isinstance(result, Rejection):
                 dead.append(DeadLetter(
                     dead_letter_id=f"kafka:{rec.topic}:{rec.partition}:{rec.offset}",
@@ -118,7 +117,6 @@ class KafkaToDuckDB:
         stats = SinkStats()
         start = time.perf_counter()
         last_data = time.monotonic()
-        began = time.monotonic()
         while max_events is None or stats.consumed < max_events:
             records = self._poll_batch()
             if not records:
@@ -126,7 +124,7 @@ class KafkaToDuckDB:
                     # Still joining the group: after a crash the dead member's session must
                     # expire first (session_timeout_ms). That wait is not idleness.
                     last_data = time.monotonic()
-                    if time.monotonic() - began > JOIN_TIMEOUT_S:
+                    if time.perf_counter() - start > JOIN_TIMEOUT_S:
                         raise PlaygroundError(
                             f"no partitions assigned within {JOIN_TIMEOUT_S:.0f}s for topic "
                             f"{self.topic!r}; does it exist? ('playground status')")

@@ -10,7 +10,7 @@ This loop keeps everything that defines the results (the operators, the event-ti
 merge and its lateness policy, the online store, the ``features`` and dead-letter
 topics and their record layout) and changes only the wiring: one ``poll()`` returns
 up to ``batch_max`` records, they are validated in one call
-(:func:`features.stream_runner.decode_batch`) and the online store is written once
+(:func:`playground.validation.decode_batch`) and the online store is written once
 per poll.
 
 It replays the input topic on start, as the faust worker does (state is in memory).

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -84,17 +84,6 @@ def read_feature_topic(bootstrap: str, topic: str, expected: int, timeout_s: flo
     return out
 
 
-def count_topic(bootstrap: str, topic: str) -> int:
-    """Records currently in ``topic`` (end minus beginning offsets)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        ends, begins = consumer.end_offsets(tps), consumer.beginning_offsets(tps)
-        return sum(ends[tp] - begins[tp] for tp in tps)
-    finally:
-        consumer.close()
-
-
 def run_parity(settings: Settings, events: int, seed: int = 42, rate: float = 2.0,
                out_of_order: float = 0.0, max_lateness_ms: int = 0, allowed_lateness_ms: int = 60_000,
                malformed_rate: float = 0.0, ui: Console = console, engine: str = "faust") -> ParityReport:
@@ -140,7 +129,7 @@ def run_parity(settings: Settings, events: int, seed: int = 42, rate: float = 2.
             reader = OnlineStoreReader(worker.store)
             online = reader.all()
             reader.close()
-            dead = count_topic(bootstrap, dlq)
+            dead = kafka_admin.topic_size(bootstrap, dlq)
         with ui.status("batch: DuckDB SQL"):
             batch = BatchFeatures(table)
             training = batch.training_table().to_pylist()

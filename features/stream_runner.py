@@ -13,42 +13,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import orjson
-from pydantic import TypeAdapter, ValidationError
 
 from features.event_time import Arrival, EventTimeOrderer
 from features.online_store import OnlineStoreWriter
 from features.stream_state import Entry, FeatureEngine, entry_from
 from playground.schema import Event
-from playground.validation import Rejection, decode_event
+from playground.validation import Rejection, decode_batch, decode_event
 
 Send = Callable[[bytes, bytes], None]
 SendDead = Callable[[bytes | None, bytes, list[tuple[str, bytes]]], None]
 # One consumed record: (partition, offset, key, value, produced_ms).
 Record = tuple[int, int, bytes | None, bytes, int]
-
-# The project's one schema, applied to a whole poll at once: one parse and one validation
-# call instead of one per record (pydantic's per-call overhead was the biggest slice).
-_EVENTS = TypeAdapter(list[Event])
-
-
-def decode_batch(values: Sequence[bytes]) -> list[Event | Rejection]:
-    """Validate many JSON events at once; on any failure, fall back to one by one.
-
-    Same schema and same outcome as :func:`decode_event` per record: the fast path
-    joins the values into one JSON array, and a record that is not exactly one JSON
-    value either breaks the array or changes its length, which sends the batch to
-    the per-record path.
-    """
-    if not values:
-        return []
-    try:
-        events: list[Event | Rejection] = list(_EVENTS.validate_json(b"[" + b",".join(values) + b"]"))
-    except ValidationError:
-        return [decode_event(v) for v in values]
-    if len(events) != len(values):
-        return [decode_event(v) for v in values]
-    return events
-
 
 @dataclass
 class RunnerStats:

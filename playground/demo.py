@@ -8,7 +8,7 @@ import uuid
 import matplotlib.pyplot as plt
 from rich.table import Table
 
-from consumers.kafka_to_duckdb import KafkaToDuckDB
+from consumers.kafka_to_duckdb import KafkaToDuckDB, SinkStats
 from playground import kafka_admin, stack
 from playground.console import console, progress
 from playground.results import markdown_table, write_results
@@ -49,10 +49,9 @@ def run_demo(settings: Settings, events: int, malformed_rate: float, seed: int,
                 task = bar.add_task("consume -> DuckDB", total=events)
                 done = [0]
 
-                def on_batch(s: object) -> None:
-                    consumed = s.consumed  # type: ignore[attr-defined]
-                    bar.advance(task, consumed - done[0])
-                    done[0] = consumed
+                def on_batch(s: SinkStats) -> None:
+                    bar.advance(task, s.consumed - done[0])
+                    done[0] = s.consumed
 
                 sstats = sink.run(max_events=events, idle_timeout_s=30, on_batch=on_batch)
             sink.close()

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from playground.errors import StackError
@@ -109,3 +109,28 @@ def group_lag(bootstrap: str, group: str, topic: str) -> int:
         return lag
     finally:
         consumer.close()
+
+
+def topic_size(bootstrap: str, topic: str) -> int:
+    """Records currently in ``topic`` (end minus beginning offsets)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        ends, begins = consumer.end_offsets(tps), consumer.beginning_offsets(tps)
+        return sum(ends[tp] - begins[tp] for tp in tps)
+    finally:
+        consumer.close()
+
+
+def topic_retention_ms(bootstrap: str, topic: str) -> int | None:
+    """``retention.ms`` as the broker reports it for ``topic``."""
+    client = admin(bootstrap)
+    try:
+        # kafka-python 3 answers {"topic": {name: {config: {"value": ...}}}}.
+        resp = client.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        value = resp["topic"][topic]["retention.ms"]["value"]
+        return int(value)
+    except Exception:  # a display nicety: never fail a run over it
+        return None
+    finally:
+        client.close()

@@ -43,6 +43,7 @@ FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
 CURRENCIES = ("USD", "EUR", "GBP", "JPY", "BRL", "INR")
 DEVICES = ("ios", "android", "web", "pos")
 MAX_AMOUNT = 1_000_000.0
+INT64_MAX = 2**63 - 1  # every id and ts is stored as a signed 64-bit integer
 # Event times before this are rejected as impossible (clock at zero, unit mix-ups).
 MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 # How far ahead of the receiving clock an event time may be (clock skew allowance).
@@ -113,14 +114,14 @@ class Event(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    event_id: int = Field(ge=0)
-    user_id: int = Field(ge=0)
-    merchant_id: int = Field(ge=0)
+    event_id: int = Field(ge=0, le=INT64_MAX)
+    user_id: int = Field(ge=0, le=INT64_MAX)
+    merchant_id: int = Field(ge=0, le=INT64_MAX)
     amount: float = Field(gt=0, le=MAX_AMOUNT)
     currency: str
     country: str = Field(min_length=2, max_length=2)
     device: str | None
-    ts: int = Field(ge=MIN_TS_MS)
+    ts: int = Field(ge=MIN_TS_MS, le=INT64_MAX)
     is_fraud: bool
 
     @field_validator("amount", mode="before")

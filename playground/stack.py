@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_exponential
 
 from playground import kafka_admin, kafka_native
 from playground.errors import PortInUseError, StackError
@@ -182,17 +183,21 @@ class ComponentStatus:
 
 
 def _wait_healthy(comp: Component, settings: Settings, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + settings.startup_timeout_s
-    delay = 0.2
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
+    def check() -> bool:
+        if proc.poll() is not None:  # not retried: a dead process will not become healthy
             tail = _tail(log_file(settings, comp.name))
             raise StackError(f"{comp.name} exited with code {proc.returncode} while starting. "
                              f"Last log lines:\n{tail}")
-        if comp.healthy(settings):
-            return
-        time.sleep(delay)
-        delay = min(delay * 1.5, 2.0)
+        return comp.healthy(settings)
+
+    healthy = Retrying(
+        stop=stop_after_delay(settings.startup_timeout_s),
+        wait=wait_exponential(multiplier=0.2, max=2.0),
+        retry=retry_if_result(lambda ok: not ok),
+        retry_error_callback=lambda _state: False,
+    )(check)
+    if healthy:
+        return
     raise StackError(f"{comp.name} did not become healthy within {settings.startup_timeout_s:.0f}s; "
                      f"see {log_file(settings, comp.name)}")
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from playground.schema import Event
 
@@ -32,3 +33,27 @@ def decode_event(raw: bytes) -> Event | Rejection:
         return Event.model_validate_json(raw)
     except ValidationError as err:
         return rejection_from(err)
+
+
+# The project's one schema, applied to a whole poll at once: one parse and one validation
+# call instead of one per record (pydantic's per-call overhead was the biggest slice).
+_EVENTS = TypeAdapter(list[Event])
+
+
+def decode_batch(values: Sequence[bytes]) -> list[Event | Rejection]:
+    """Validate many JSON events at once; on any failure, fall back to one by one.
+
+    Same schema and same outcome as :func:`decode_event` per record: the fast path
+    joins the values into one JSON array, and a record that is not exactly one JSON
+    value either breaks the array or changes its length, which sends the batch to
+    the per-record path.
+    """
+    if not values:
+        return []
+    try:
+        events: list[Event | Rejection] = list(_EVENTS.validate_json(b"[" + b",".join(values) + b"]"))
+    except ValidationError:
+        return [decode_event(v) for v in values]
+    if len(events) != len(values):
+        return [decode_event(v) for v in values]
+    return events

@@ -19,23 +19,17 @@ import numpy as np
 import orjson
 from pydantic import ValidationError
 
-from playground.flow.receipts import INT64_MAX, ReceiptLog, now_us, rows
+from playground.flow.receipts import ReceiptLog, now_us, rows
 from playground.schema import Event
 from playground.validation import Rejection, rejection_from
 
 INGEST_DIR_ENV = "PLAYGROUND_INGEST_DIR"
-_INT64_FIELDS = ("event_id", "user_id", "merchant_id", "ts")
 
 
 def validate_record(record: Any) -> Event | Rejection:
     """One decoded record (a dict from JSON or protobuf) to an ``Event`` or a rejection."""
     if not isinstance(record, dict):
         return Rejection("<record>", f"expected a JSON object, got {type(record).__name__}")
-    for name in _INT64_FIELDS:
-        value = record.get(name)
-        # The store and the wire formats are int64; a bigger JSON integer cannot be kept.
-        if isinstance(value, int) and not isinstance(value, bool) and value > INT64_MAX:
-            return Rejection(name, f"{value} does not fit in a signed 64-bit integer")
     try:
         return Event.model_validate(record)
     except ValidationError as err:

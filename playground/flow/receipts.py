@@ -21,7 +21,6 @@ import numpy as np
 
 ROW = np.dtype([("event_id", "<i8"), ("sent_us", "<i8"), ("recv_us", "<i8")])
 SUFFIX = ".rcpt"
-INT64_MAX = 2**63 - 1
 
 
 def now_us() -> int:

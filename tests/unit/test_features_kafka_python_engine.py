@@ -16,10 +16,10 @@ from features.definitions import FEATURES
 from features.kafka_python_worker import make_runner, step
 from features.online_store import OnlineStoreReader, OnlineStoreWriter
 from features.parity import compare
-from features.stream_runner import Record, decode_batch
+from features.stream_runner import Record
 from features.worker_common import WorkerConfig
 from playground.schema import Event
-from playground.validation import Rejection, decode_event
+from playground.validation import Rejection, decode_batch, decode_event
 from producers.generator import MALFORMED_KINDS, GeneratorConfig, generate_table, wire_records
 
 PARTITIONS = 3

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from kafka.admin import ConfigResource, ConfigResourceType
 
 from playground import kafka_admin
 from playground.flow import receipts
@@ -36,20 +35,6 @@ from playground.flow.runner import (
 from storage.duckdb_store import EventStore
 
 QUEUE_MEMBERS = 3
-
-
-def topic_retention_ms(bootstrap: str, topic: str) -> int | None:
-    """``retention.ms`` as the broker reports it for ``topic``."""
-    client = kafka_admin.admin(bootstrap)
-    try:
-        # kafka-python 3 answers {"topic": {name: {config: {"value": ...}}}}.
-        resp = client.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
-        value = resp["topic"][topic]["retention.ms"]["value"]
-        return int(value)
-    except Exception:  # a display nicety: never fail a run over it
-        return None
-    finally:
-        client.close()
 
 
 def _make_topic(ctx: FlowContext, label: str) -> tuple[str, int]:
@@ -132,7 +117,7 @@ def run_pubsub(ctx: FlowContext, events: int, groups: int = 2, batch: int = 500,
     finally:
         for m in members.values():
             m.stop()
-        retention = topic_retention_ms(ctx.settings.bootstrap_servers, topic)
+        retention = kafka_admin.topic_retention_ms(ctx.settings.bootstrap_servers, topic)
         kafka_admin.delete_topics(ctx.settings.bootstrap_servers, [topic])
     sent = np.arange(events)
     per_group = [
@@ -182,7 +167,7 @@ def run_queue(ctx: FlowContext, events: int, batch: int = 500, rate: float | Non
     finally:
         for m in members:
             m.stop()
-        retention = topic_retention_ms(ctx.settings.bootstrap_servers, topic)
+        retention = kafka_admin.topic_retention_ms(ctx.settings.bootstrap_servers, topic)
         kafka_admin.delete_topics(ctx.settings.bootstrap_servers, [topic])
     per_member = {p.stem: receipts.read([p]) for p in receipts.receipt_files(folder)}
     id_sets = [set(r["event_id"].tolist()) for r in per_member.values()]
