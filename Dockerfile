@@ -5,15 +5,18 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 
 COPY pyproject.toml README.md ./
-COPY playground ./playground
+# src/dataflow_playground links the layer folders into one import root.
+COPY src ./src
+COPY core ./core
 COPY producers ./producers
-COPY consumers ./consumers
 COPY storage ./storage
+COPY consumers ./consumers
 COPY features ./features
 COPY services ./services
+COPY app ./app
 
-# Editable install keeps the generated gRPC modules next to their .proto.
-RUN pip install -e . && python -m playground.codegen
+# The generated gRPC modules are committed beside events.proto: a plain install is enough.
+RUN pip install .
 
 RUN useradd --create-home playground && mkdir -p /data && chown playground /data
 USER playground

@@ -5,13 +5,12 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install kafka demo test test-unit test-integration bench lint up down status clean
+.PHONY: install kafka demo test test-unit bench lint proto up down status clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
-	$(PY) -m playground.codegen
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,10 +22,10 @@ demo: kafka             ## start the native stack, run the end-to-end demo, stop
 	$(BIN)/playground demo
 
 test: kafka             ## unit + integration tests; the tests start and stop their own broker
-	$(BIN)/pytest tests/unit tests/integration
+	$(BIN)/pytest
 
-test-unit: install
-	$(BIN)/pytest tests/unit
+test-unit: install      ## the tests that need no broker (seconds)
+	$(BIN)/pytest -m 'not kafka'
 
 bench: kafka            ## the benchmarks (minutes); results land in results/
 	$(BIN)/playground bench kafka --events 1000000
@@ -34,6 +33,10 @@ bench: kafka            ## the benchmarks (minutes); results land in results/
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+proto: install          ## regenerate core/proto/events_pb2*.py after editing events.proto
+	$(PY) -m dataflow_playground.core.proto.codegen
 
 up: kafka
 	$(BIN)/playground up
@@ -45,4 +48,4 @@ down: install
 	$(BIN)/playground down
 
 clean:
-	rm -rf $(VENV) data results .pytest_cache .mypy_cache .ruff_cache services/rpc/generated
+	rm -rf $(VENV) data results .pytest_cache .mypy_cache .ruff_cache .hypothesis

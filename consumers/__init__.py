@@ -1,1 +1,4 @@
-"""Consumers: one reader per dataflow mode, the Kafka sinks, the stream processors."""
+"""Consumers: one reader per dataflow mode and the Kafka -> DuckDB sink.
+
+The stream feature engine, also a Kafka consumer, lives in features/stream.
+"""

@@ -1,4 +1,6 @@
-"""Entry point of the consumer *process* for a dataflow mode: ``python -m consumers.flow``.
+"""Entry point of the consumer *process* for a dataflow mode.
+
+Run: ``python -m dataflow_playground.consumers.flow`` (the flow harness in app/flow/modes does).
 
 SIGTERM stops it cleanly (the Kafka member leaves its group; the DB reader
 finishes its poll). SIGKILL is what the fault runs use instead.
@@ -12,8 +14,8 @@ import sys
 import threading
 from pathlib import Path
 
-from consumers.from_db import DuckDBSegmentReader
-from consumers.from_kafka import KafkaReader
+from dataflow_playground.consumers.from_db import DuckDBSegmentReader
+from dataflow_playground.consumers.from_kafka import KafkaReader
 
 
 def main(argv: list[str] | None = None) -> int:

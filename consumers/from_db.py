@@ -1,6 +1,6 @@
 """Through a database, the reading side: pick up sealed DuckDB segments as they appear.
 
-Each poll lists ``seg-*.duckdb`` (sealed by ``producers.to_db``; never written
+Each poll lists ``seg-*.duckdb`` (sealed by ``dataflow_playground.producers.to_db``; never written
 again), opens every new one read-only, reads its events and writes one receipt
 file per segment atomically. The receipt file is the reader's checkpoint: a
 reader killed and restarted skips the segments it already has receipts for and
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import duckdb
 
-from playground.flow import receipts
-from producers.to_db import sealed_segments
+from dataflow_playground.core import receipts
+from dataflow_playground.producers.to_db import sealed_segments
 
 
 class DuckDBSegmentReader:

@@ -18,9 +18,9 @@ from pathlib import Path
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
-from playground.flow import receipts
-from playground.validation import Rejection, decode_event
-from producers.to_kafka import SENT_HEADER
+from dataflow_playground.core import receipts
+from dataflow_playground.core.validation import Rejection, decode_event
+from dataflow_playground.producers.to_kafka import SENT_HEADER
 
 
 class _Announce(ConsumerRebalanceListener):

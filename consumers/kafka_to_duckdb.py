@@ -10,7 +10,7 @@ A crash before 4 redelivers the batch; step 2 then inserts nothing new. The
 dead-letter *topic* is at-least-once (a redelivered bad record is published
 again); the ``dead_letters`` table is exactly-once.
 
-Run as its own process: ``python -m consumers.kafka_to_duckdb --help``.
+Run as its own process: ``python -m dataflow_playground.consumers.kafka_to_duckdb --help``.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer
 
-from playground.errors import PlaygroundError
-from playground.schema import Event
-from playground.settings import Settings, get_settings
-from playground.validation import Rejection, decode_batch
-from storage.duckdb_store import DeadLetter, EventStore
+from dataflow_playground.core.errors import PlaygroundError
+from dataflow_playground.core.schema import Event
+from dataflow_playground.core.settings import Settings, get_settings
+from dataflow_playground.core.validation import Rejection, decode_batch
+from dataflow_playground.storage.duckdb_store import DeadLetter, EventStore
 
 # Fault injection for the crash tests: exit hard after this many DuckDB writes,
 # before committing offsets: the worst moment for a sink to die.

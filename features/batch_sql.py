@@ -3,7 +3,7 @@
 For every event the frame is ``RANGE BETWEEN W PRECEDING AND CURRENT ROW EXCLUDE GROUP``
 over the integer millisecond ``ts`` (``1 PRECEDING`` instead of the excluded group for
 distinct counts; see :func:`_frame`), i.e. exactly ``[e.ts - W, e.ts)``: equal-``ts``
-events are outside it, as :mod:`features.definitions` specifies.
+events are outside it, as :mod:`dataflow_playground.features.definitions` specifies.
 
 ``last_k`` cannot use a RANGE frame cheaply (the list would hold the whole window),
 so it takes the ``k`` rows before the *first* row of the event's ``ts`` peer group
@@ -20,7 +20,7 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-from features.definitions import ENTITIES, FEATURES, Agg, FeatureSpec
+from dataflow_playground.features.definitions import ENTITIES, FEATURES, Agg, FeatureSpec
 
 _EVENT_COLUMNS = "event_id, user_id, merchant_id, amount, ts"
 

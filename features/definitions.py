@@ -1,6 +1,6 @@
 """The feature definitions: one declarative spec that batch SQL and the stream both compile.
 
-Semantics (DESIGN.md, "Batch vs stream features"): the value of a feature for an
+Semantics (docs/features.md): the value of a feature for an
 event ``e`` aggregates the events of the same entity key whose ``ts`` lies in
 ``[e.ts - window, e.ts)``. The interval is half-open on the right, so events with
 exactly ``e.ts`` are *excluded*, whatever their ``event_id``: all events that share
@@ -9,8 +9,8 @@ a tie). ``event_id`` only orders events *inside* a window (``last_k`` lists them
 ``(ts, event_id)``) and orders processing in the stream.
 
 Adding a feature is adding one :class:`FeatureSpec` to :data:`FEATURES`; the SQL
-compiler (:mod:`features.batch_sql`) and the stream operators
-(:mod:`features.stream_state`) both read this list.
+compiler (:mod:`dataflow_playground.features.batch_sql`) and the stream operators
+(:mod:`dataflow_playground.features.stream.state`) both read this list.
 """
 
 from __future__ import annotations

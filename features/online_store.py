@@ -21,8 +21,8 @@ from pathlib import Path
 
 import orjson
 
-from playground.errors import PlaygroundError
-from playground.settings import Settings
+from dataflow_playground.core.errors import PlaygroundError
+from dataflow_playground.core.settings import Settings
 
 HEARTBEAT_MAX_AGE_MS = 5_000
 

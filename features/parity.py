@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from features.definitions import FEATURES, FeatureSpec
+from dataflow_playground.features.definitions import FEATURES, FeatureSpec
 
 REL_TOL = 1e-9
 ABS_TOL = 1e-9

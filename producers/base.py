@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from playground.flow.receipts import now_us
+from dataflow_playground.core.receipts import now_us
 
 
 @dataclass

@@ -1,6 +1,8 @@
-"""Entry point of the producer *process* for a dataflow mode: ``python -m producers.flow``.
+"""Entry point of the producer *process* for a dataflow mode.
 
-Generates the seeded events (``producers.generator``), sends them through the
+Run: ``python -m dataflow_playground.producers.flow`` (the flow harness in app/flow/modes does).
+
+Generates the seeded events (``dataflow_playground.producers.generator``), sends them through the
 mode's ``FlowWriter`` and writes a JSON report (send clock, CPU, the writer's
 counts of errors, retries, rejections and give-ups) to ``--report``.
 """
@@ -13,27 +15,27 @@ import json
 import sys
 from pathlib import Path
 
-from producers.base import FlowWriter, run_producer
-from producers.generator import GeneratorConfig, generate_events
+from dataflow_playground.producers.base import FlowWriter, run_producer
+from dataflow_playground.producers.generator import GeneratorConfig, generate_events
 
 MODES = ("db", "rest", "rpc", "kafka")
 
 
 def make_writer(args: argparse.Namespace) -> FlowWriter:
     if args.mode == "db":
-        from producers.to_db import DuckDBSegmentWriter
+        from dataflow_playground.producers.to_db import DuckDBSegmentWriter
 
         return DuckDBSegmentWriter(Path(args.target), roll_ms=args.roll_ms)
     if args.mode == "rest":
-        from producers.to_rest import RestWriter
+        from dataflow_playground.producers.to_rest import RestWriter
 
         return RestWriter(args.target, timeout_s=args.timeout, attempts=args.attempts)
     if args.mode == "rpc":
-        from producers.to_rpc import RpcWriter
+        from dataflow_playground.producers.to_rpc import RpcWriter
 
         return RpcWriter(args.target, timeout_s=args.timeout, attempts=args.attempts,
                          stream_batches=args.stream_batches)
-    from producers.to_kafka import KafkaWriter
+    from dataflow_playground.producers.to_kafka import KafkaWriter
 
     return KafkaWriter(args.target, args.topic)
 

@@ -1,6 +1,6 @@
 """Seeded generator of realistic payment transactions.
 
-Shape (DESIGN.md): Zipf-like users and merchants, a daily rhythm in event time,
+Shape: Zipf-like users and merchants, a daily rhythm in event time,
 lognormal amounts, fraud bursts from a few compromised users, and knobs for
 rate, out-of-order fraction with bounded lateness, and malformed records.
 Everything is vectorised with numpy so a million events take well under a second,
@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from playground.schema import DEVICES, FIELD_NAMES, arrow_schema
+from dataflow_playground.core.schema import DEVICES, FIELD_NAMES, arrow_schema
 
 DAY_MS = 86_400_000
 DEFAULT_START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z

@@ -30,13 +30,11 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from playground.errors import PlaygroundError
-from playground.flow.receipts import now_us
-from playground.schema import Event, arrow_schema, duckdb_columns
-from playground.validation import Rejection
-from producers.base import FlowWriter
-from services.ingest import validate_record
-from storage.duckdb_store import DEAD_LETTERS_DDL
+from dataflow_playground.core.errors import PlaygroundError
+from dataflow_playground.core.receipts import now_us
+from dataflow_playground.core.schema import DEAD_LETTERS_DDL, Event, arrow_schema, duckdb_columns
+from dataflow_playground.core.validation import Rejection, validate_record
+from dataflow_playground.producers.base import FlowWriter
 
 SEALED_SUFFIX = ".duckdb"
 OPEN_SUFFIX = ".duckdb.open"

@@ -22,9 +22,9 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from kafka.partitioner.default import DefaultPartitioner
 
-from playground.errors import PlaygroundError
-from playground.flow.receipts import now_us
-from producers.base import FlowWriter
+from dataflow_playground.core.errors import PlaygroundError
+from dataflow_playground.core.receipts import now_us
+from dataflow_playground.producers.base import FlowWriter
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "acks": "all",

@@ -22,8 +22,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from playground.flow.receipts import now_us
-from producers.base import FlowWriter
+from dataflow_playground.core.receipts import now_us
+from dataflow_playground.producers.base import FlowWriter
 
 SENT_HEADER = "x-sent-at-us"
 

@@ -24,9 +24,9 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from playground.flow.receipts import now_us
-from producers.base import FlowWriter
-from services.rpc.generated import events_pb2, events_pb2_grpc
+from dataflow_playground.core.proto import events_pb2, events_pb2_grpc
+from dataflow_playground.core.receipts import now_us
+from dataflow_playground.producers.base import FlowWriter
 
 SENT_METADATA = "x-sent-at-us"
 TRANSIENT_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,

@@ -1,7 +1,7 @@
 """The ingestion core the REST and gRPC services share: validate, record, dead-letter.
 
 Every record is checked by the one pydantic ``Event`` model. An accepted event
-gets a receipt row (``playground.flow.receipts``) the moment it is taken, which is
+gets a receipt row (``dataflow_playground.core.receipts``) the moment it is taken, which is
 what "visible to the consumer" means for a service; a refused one gets a
 dead-letter line (JSON) naming the field and the reason. Files are per process
 (``<source>-<pid>``), so a restarted service never overwrites its predecessor's.
@@ -17,23 +17,11 @@ from typing import Any
 
 import numpy as np
 import orjson
-from pydantic import ValidationError
 
-from playground.flow.receipts import ReceiptLog, now_us, rows
-from playground.schema import Event
-from playground.validation import Rejection, rejection_from
+from dataflow_playground.core.receipts import ReceiptLog, now_us, rows
+from dataflow_playground.core.validation import Rejection, validate_record
 
 INGEST_DIR_ENV = "PLAYGROUND_INGEST_DIR"
-
-
-def validate_record(record: Any) -> Event | Rejection:
-    """One decoded record (a dict from JSON or protobuf) to an ``Event`` or a rejection."""
-    if not isinstance(record, dict):
-        return Rejection("<record>", f"expected a JSON object, got {type(record).__name__}")
-    try:
-        return Event.model_validate(record)
-    except ValidationError as err:
-        return rejection_from(err)
 
 
 @dataclass

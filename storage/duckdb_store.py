@@ -15,20 +15,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from playground.errors import PlaygroundError
-from playground.schema import FIELD_NAMES, Event, arrow_schema, duckdb_ddl
-
-DEAD_LETTERS_DDL = """
-CREATE TABLE IF NOT EXISTS dead_letters (
-    dead_letter_id VARCHAR PRIMARY KEY,  -- where it came from, e.g. kafka:topic:partition:offset
-    source VARCHAR NOT NULL,
-    key BLOB,
-    payload BLOB,
-    field VARCHAR NOT NULL,
-    reason VARCHAR NOT NULL,
-    received_at TIMESTAMP NOT NULL DEFAULT current_timestamp
-)
-"""
+from dataflow_playground.core.errors import PlaygroundError
+from dataflow_playground.core.schema import DEAD_LETTERS_DDL, FIELD_NAMES, Event, arrow_schema, duckdb_ddl
 
 
 @dataclass(frozen=True)

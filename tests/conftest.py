@@ -1,25 +1,45 @@
-"""Shared fixtures. The real broker lives in tests/integration/conftest.py."""
+"""Shared fixtures: a replayable seed, the Hypothesis profiles and the session's real broker.
+
+The broker (KRaft, native) is started with `playground up` the first time a test asks for
+``kafka_stack`` (directly or through ``bootstrap`` / ``topic_factory``); such tests are marked
+``kafka`` automatically, so ``pytest -m "not kafka"`` runs without one. The stack runs in a
+temporary data folder on free ports; every test gets throwaway topics (uuid names). At the
+end `playground down` must leave none of the recorded processes alive, or the session errors.
+"""
 
 from __future__ import annotations
 
 import os
 import random
-import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import psutil
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+
+from dataflow_playground.app import stack
+from dataflow_playground.core import kafka_admin
+from dataflow_playground.core.settings import Settings
+from tests.helpers import free_ports, run_cli
+
+# CI runs a fixed, bounded search: the same examples every run, nothing replayed from a
+# local .hypothesis/ database, no deadline to trip on a loaded machine. Locally the search is
+# random and wider (HYPOTHESIS_PROFILE=ci replays exactly what CI runs).
+hypothesis_settings.register_profile(
+    "ci", derandomize=True, database=None, max_examples=50, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.register_profile("dev", max_examples=100, deadline=None)
+hypothesis_settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free loopback ports (bound, read, released)."""
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "kafka_stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.kafka)
 
 
 @pytest.fixture
@@ -28,3 +48,72 @@ def seed(request: pytest.FixtureRequest) -> int:
     value = int(os.environ.get("PLAYGROUND_TEST_SEED", random.randrange(2**31)))
     print(f"\n[{request.node.name}] seed={value} (replay: PLAYGROUND_TEST_SEED={value})")
     return value
+
+
+@pytest.fixture(scope="session")
+def stack_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment (PLAYGROUND_* variables) that points every command at the test stack."""
+    data = tmp_path_factory.mktemp("stack")
+    kafka, controller, rest, rpc = free_ports(4)
+    env = dict(os.environ)
+    env.update({
+        "PLAYGROUND_DATA_DIR": str(data / "data"),
+        "PLAYGROUND_RESULTS_DIR": str(data / "results"),
+        "PLAYGROUND_KAFKA_PORT": str(kafka),
+        "PLAYGROUND_KAFKA_CONTROLLER_PORT": str(controller),
+        "PLAYGROUND_REST_PORT": str(rest),
+        "PLAYGROUND_RPC_PORT": str(rpc),
+        "PLAYGROUND_KAFKA_HEAP": "384m",
+    })
+    return env
+
+
+
+@pytest.fixture(scope="session")
+def kafka_stack(stack_env: dict[str, str]) -> Iterator[Settings]:
+    settings = Settings(
+        data_dir=Path(stack_env["PLAYGROUND_DATA_DIR"]),
+        results_dir=Path(stack_env["PLAYGROUND_RESULTS_DIR"]),
+        kafka_port=int(stack_env["PLAYGROUND_KAFKA_PORT"]),
+        kafka_controller_port=int(stack_env["PLAYGROUND_KAFKA_CONTROLLER_PORT"]),
+        rest_port=int(stack_env["PLAYGROUND_REST_PORT"]),
+        rpc_port=int(stack_env["PLAYGROUND_RPC_PORT"]),
+        kafka_heap="384m",
+    )
+    up = run_cli(stack_env, "up")
+    assert up.returncode == 0, f"playground up failed:\n{up.stdout}\n{up.stderr}"
+    pids = {comp.name: rec.pid for comp in stack.COMPONENTS
+            if (rec := stack.read_pid(settings, comp.name)) is not None}
+    assert "kafka" in pids, up.stdout
+    try:
+        yield settings
+    finally:
+        down = run_cli(stack_env, "down")
+        leftover = [f"{n}={p}" for n, p in pids.items() if psutil.pid_exists(p)
+                    and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        for pid in pids.values():  # last resort, only our own recorded PIDs
+            if psutil.pid_exists(pid):
+                psutil.Process(pid).kill()
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert not leftover, f"playground down left processes behind: {leftover}"
+
+
+@pytest.fixture
+def bootstrap(kafka_stack: Settings) -> str:
+    return kafka_stack.bootstrap_servers
+
+
+@pytest.fixture
+def topic_factory(bootstrap: str) -> Iterator[Callable[..., str]]:
+    """Create throwaway topics named ``t-<uuid>``; deleted after the test."""
+    created: list[str] = []
+
+    def make(partitions: int = 3, prefix: str = "t", retention_ms: int | None = None) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        kafka_admin.ensure_topics(bootstrap, [kafka_admin.TopicSpec(name, partitions, retention_ms)])
+        created.append(name)
+        return name
+
+    yield make
+    if created:
+        kafka_admin.delete_topics(bootstrap, created)

@@ -1,12 +1,16 @@
-"""The FastAPI application; run with ``uvicorn services.rest.app:create_app --factory``."""
+"""The FastAPI application.
+
+Run: ``uvicorn dataflow_playground.services.rest.app:create_app --factory``
+(or ``playground serve rest``).
+"""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
-from playground import __version__
-from services.rest import events, features, health
-from services.rest.limits import BodySizeLimit
+from dataflow_playground import __version__
+from dataflow_playground.services.rest import events, features, health
+from dataflow_playground.services.rest.limits import BodySizeLimit
 
 
 def create_app() -> FastAPI:

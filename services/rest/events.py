@@ -4,7 +4,7 @@ The body is parsed here (orjson) rather than by FastAPI so that a batch can keep
 its good records and list its bad ones; the OpenAPI schema is still declared.
 Errors name the field: ``{"detail": {"field": ..., "reason": ...}}``. Malformed
 JSON or a wrong body shape is 422 with field ``body``; an oversized body is 413
-(``services.rest.limits``). The producer's send time rides in ``x-sent-at-us``.
+(``dataflow_playground.services.rest.limits``). The producer's send time rides in ``x-sent-at-us``.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import orjson
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
 from pydantic import BaseModel
 
-from playground.schema import Event
-from playground.settings import get_settings
-from services.ingest import Ingest, Outcome, ingest_folder
-from services.rest.limits import json_error
+from dataflow_playground.core.schema import Event
+from dataflow_playground.core.settings import get_settings
+from dataflow_playground.services.ingest import Ingest, Outcome, ingest_folder
+from dataflow_playground.services.rest.limits import json_error
 
 router = APIRouter(prefix="/events", tags=["events"])
 

@@ -8,14 +8,20 @@ latest event).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel
 
-from features.definitions import ENTITIES
-from features.online_store import OnlineStoreError, OnlineStoreReader, now_ms, online_store_path
-from playground.settings import get_settings
+from dataflow_playground.core.settings import get_settings
+from dataflow_playground.features.definitions import ENTITIES
+from dataflow_playground.features.online_store import (
+    OnlineStoreError,
+    OnlineStoreReader,
+    now_ms,
+    online_store_path,
+)
 
 router = APIRouter(prefix="/features", tags=["features"])
 
@@ -31,14 +37,19 @@ class FeaturesOut(BaseModel):
     late_events_dropped: int | None = None
 
 
-def _reader() -> OnlineStoreReader:
+def get_reader() -> Iterator[OnlineStoreReader]:
+    """One reader per request, closed after the response whatever the outcome (404s too)."""
     try:
-        return OnlineStoreReader(online_store_path(get_settings()))
+        reader = OnlineStoreReader(online_store_path(get_settings()))
     except OnlineStoreError as err:
         raise HTTPException(status_code=503, detail=str(err)) from err
+    try:
+        yield reader
+    finally:
+        reader.close()
 
 
-Reader = Annotated[OnlineStoreReader, Depends(_reader)]
+Reader = Annotated[OnlineStoreReader, Depends(get_reader)]
 
 
 @router.get("/{entity}/{entity_id}", response_model=FeaturesOut)
@@ -46,11 +57,8 @@ def get_features(entity: str, entity_id: Annotated[int, Path(ge=0)], reader: Rea
     if entity not in ENTITIES:
         raise HTTPException(status_code=404,
                             detail=f"unknown entity {entity!r}; use one of {', '.join(ENTITIES)}")
-    try:
-        row = reader.get(entity, entity_id)
-        stats = reader.stats()
-    finally:
-        reader.close()
+    row = reader.get(entity, entity_id)
+    stats = reader.stats()
     if row is None:
         raise HTTPException(status_code=404,
                             detail=f"no features for {entity} {entity_id}: the stream has not seen it yet")

@@ -1,1 +1,1 @@
-"""The gRPC service; its Python code is generated from proto/ by playground.codegen."""
+"""The gRPC service; its messages and stubs are generated from ``core/proto/events.proto``."""

@@ -1,7 +1,7 @@
 """The gRPC ingestion service (``Ingest`` in ``events.proto``): unary and client streaming.
 
-Run: ``python -m services.rpc.server [--host 127.0.0.1] [--port N]``. Same
-validation as REST (``services.ingest``): a bad unary event fails with
+Run: ``python -m dataflow_playground.services.rpc.server [--host 127.0.0.1] [--port N]``. Same
+validation as REST (``dataflow_playground.services.ingest``): a bad unary event fails with
 INVALID_ARGUMENT ``"<field>: <reason>"``; a stream keeps its good records and
 lists the bad ones. Messages over ``max_message_bytes`` are refused by gRPC itself
 with RESOURCE_EXHAUSTED. Proto3 has no "missing": an unset number reads as 0, so a
@@ -20,9 +20,9 @@ from typing import Any
 
 import grpc
 
-from playground.settings import get_settings
-from services.ingest import Ingest, Outcome, ingest_folder
-from services.rpc.generated import events_pb2, events_pb2_grpc
+from dataflow_playground.core.proto import events_pb2, events_pb2_grpc
+from dataflow_playground.core.settings import get_settings
+from dataflow_playground.services.ingest import Ingest, Outcome, ingest_folder
 
 SENT_METADATA = "x-sent-at-us"
 DEFAULT_MAX_MESSAGE_BYTES = 2 * 2**20

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from playground.errors import PlaygroundError
-from storage.formats.arrow_ipc import ArrowIpcCodec
-from storage.formats.avro import AvroCodec
-from storage.formats.base import FormatCodec, Range, Row
-from storage.formats.orc import OrcCodec
-from storage.formats.parquet import ParquetCodec
-from storage.formats.pickle_rows import PickleCodec
-from storage.formats.protobuf import ProtobufCodec
-from storage.formats.text_csv import CsvCodec
-from storage.formats.text_json import JsonLinesCodec
+from dataflow_playground.core.errors import PlaygroundError
+from dataflow_playground.storage.formats.arrow_ipc import ArrowIpcCodec
+from dataflow_playground.storage.formats.avro import AvroCodec
+from dataflow_playground.storage.formats.base import FormatCodec, Range, Row
+from dataflow_playground.storage.formats.orc import OrcCodec
+from dataflow_playground.storage.formats.parquet import ParquetCodec
+from dataflow_playground.storage.formats.pickle_rows import PickleCodec
+from dataflow_playground.storage.formats.protobuf import ProtobufCodec
+from dataflow_playground.storage.formats.text_csv import CsvCodec
+from dataflow_playground.storage.formats.text_json import JsonLinesCodec
 
 __all__ = ["FormatCodec", "Range", "Row", "UnknownFormatError", "all_codecs", "codec_names",
            "get_codec"]

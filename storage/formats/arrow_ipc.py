@@ -8,7 +8,7 @@ from typing import ClassVar
 import pyarrow as pa
 import pyarrow.feather as feather
 
-from storage.formats.base import FormatCodec
+from dataflow_playground.storage.formats.base import FormatCodec
 
 BATCH_ROWS = 64_000
 

@@ -1,16 +1,25 @@
-"""Avro (fastavro): binary, row-major, the writer's schema embedded in the file header."""
+"""Avro (fastavro): binary, row-major, the writer's schema embedded in the file header.
+
+The events are written with the project's own Avro schema (:func:`core.schema.avro_schema`:
+record ``dataflow.playground.Transaction``, ``ts`` as ``timestamp-millis``), derived from the
+one event schema like every other form of it; reading such a file gives the project's Arrow
+schema back (``ts`` as epoch milliseconds). Any other table (the fidelity probes) gets a
+schema derived from its Arrow types.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, cast
 
 import fastavro
 import pyarrow as pa
 
-from playground.errors import PlaygroundError
-from storage.formats.base import FormatCodec, Range, Row
+from dataflow_playground.core.errors import PlaygroundError
+from dataflow_playground.core.schema import FIELDS, arrow_schema, avro_schema
+from dataflow_playground.storage.formats.base import FormatCodec, Row
 
 _TO_AVRO: dict[pa.DataType, str] = {
     pa.int64(): "long", pa.int32(): "int", pa.float64(): "double", pa.float32(): "float",
@@ -64,6 +73,19 @@ def arrow_schema_from_avro(avro: dict[str, Any]) -> pa.Schema:
     return pa.schema(out)
 
 
+_EVENTS = cast(dict[str, Any], fastavro.parse_schema(avro_schema()))
+# Event fields that Avro reads back as datetimes and the project holds as epoch milliseconds.
+_EPOCH_MS_FIELDS = tuple(f.name for f in FIELDS if f.type == "timestamp_ms")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def _target_schema(writer_schema: dict[str, Any]) -> tuple[pa.Schema, pa.Schema | None]:
+    """The Arrow schema the file's records arrive in, and the event schema to cast to (if events)."""
+    read_as = arrow_schema_from_avro(writer_schema)
+    return read_as, (arrow_schema() if writer_schema.get("name") == _EVENTS["name"] else None)
+
+
 class AvroCodec(FormatCodec):
     name = "avro"
     suffix: ClassVar[str] = ".avro"
@@ -72,41 +94,48 @@ class AvroCodec(FormatCodec):
     self_describing: ClassVar[bool] = True
 
     def write(self, table: pa.Table, path: Path) -> None:
-        schema = fastavro.parse_schema(avro_schema_for(table.schema))
+        events = table.schema.equals(arrow_schema())
+        schema = _EVENTS if events else fastavro.parse_schema(avro_schema_for(table.schema))
         with path.open("wb") as f:
             fastavro.writer(f, schema, table.to_pylist())
 
     @staticmethod
-    def _open(f: BinaryIO) -> tuple[pa.Schema, Iterator[Row]]:
-        """The Arrow schema from the file's embedded writer schema, and the records."""
+    def _open(f: BinaryIO) -> tuple[pa.Schema, pa.Schema | None, Iterator[Row]]:
+        """The Arrow schema of the records as read, the event schema (if events), the records."""
         reader = fastavro.reader(f)
-        schema = arrow_schema_from_avro(cast(dict[str, Any], reader.writer_schema))
-        return schema, (cast(Row, r) for r in reader)
+        read_as, events = _target_schema(cast(dict[str, Any], reader.writer_schema))
+        return read_as, events, (cast(Row, r) for r in reader)
+
+    @staticmethod
+    def _as_event_row(row: Row) -> Row:
+        for name in _EPOCH_MS_FIELDS:
+            if row[name] is not None:
+                row[name] = (row[name] - _EPOCH) // _MS
+        return row
 
     def read_rows(self, path: Path) -> list[Row]:
         with path.open("rb") as f:
-            return list(self._open(f)[1])
+            _, events, records = self._open(f)
+            return [self._as_event_row(r) for r in records] if events is not None else list(records)
 
     def read_arrow(self, path: Path) -> pa.Table:
         with path.open("rb") as f:
-            schema, records = self._open(f)
-            return pa.Table.from_pylist(list(records), schema=schema)
+            read_as, events, records = self._open(f)
+            table = pa.Table.from_pylist(list(records), schema=read_as)
+            return table.cast(events) if events is not None else table
 
     def read_column(self, path: Path, column: str) -> pa.ChunkedArray:
         with path.open("rb") as f:
-            schema, records = self._open(f)
-            values = [r[column] for r in records]
-            return pa.chunked_array([pa.array(values, schema.field(column).type)])
-
-    def read_filtered(self, path: Path, where: Range) -> pa.Table:
-        with path.open("rb") as f:
-            schema, records = self._open(f)
-            rows = [r for r in records if where.accepts(r[where.column])]
-            return pa.Table.from_pylist(rows, schema=schema)
+            read_as, events, records = self._open(f)
+            values = pa.array([r[column] for r in records], read_as.field(column).type)
+            if events is not None:
+                values = values.cast(events.field(column).type)
+            return pa.chunked_array([values])
 
     def lookup(self, path: Path, key: str, value: Any) -> Row | None:
         with path.open("rb") as f:
-            for r in self._open(f)[1]:
+            _, events, records = self._open(f)
+            for r in records:
                 if r[key] == value:  # early exit: records are read one at a time
-                    return dict(r)
+                    return self._as_event_row(dict(r)) if events is not None else dict(r)
         return None

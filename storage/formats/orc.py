@@ -8,7 +8,7 @@ from typing import ClassVar
 import pyarrow as pa
 import pyarrow.orc as pa_orc
 
-from storage.formats.base import FormatCodec
+from dataflow_playground.storage.formats.base import FormatCodec
 
 
 class OrcCodec(FormatCodec):

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from storage.formats.base import FormatCodec, Range, Row
+from dataflow_playground.storage.formats.base import FormatCodec, Range, Row
 
 # pyarrow's default row group holds a million rows, so a 100k-row file would have a
 # single group and nothing to skip; 10k rows per group lets the statistics prune.

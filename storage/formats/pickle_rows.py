@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from storage.formats.base import FormatCodec, Range, Row
+from dataflow_playground.storage.formats.base import FormatCodec, Range, Row
 
 
 class PickleCodec(FormatCodec):

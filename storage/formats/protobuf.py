@@ -25,10 +25,10 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from playground.errors import PlaygroundError
-from playground.schema import arrow_schema
-from services.rpc.generated import events_pb2
-from storage.formats.base import FormatCodec, Range, Row
+from dataflow_playground.core.errors import PlaygroundError
+from dataflow_playground.core.proto import events_pb2
+from dataflow_playground.core.schema import arrow_schema
+from dataflow_playground.storage.formats.base import FormatCodec, Range, Row
 
 _PROTO_TYPES: dict[pa.DataType, int] = {
     pa.int64(): FieldDescriptor.TYPE_INT64,

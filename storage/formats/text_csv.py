@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from storage.formats.base import FormatCodec, Row
+from dataflow_playground.storage.formats.base import FormatCodec, Row
 
 
 class CsvCodec(FormatCodec):

@@ -9,7 +9,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.json as pa_json
 
-from storage.formats.base import FormatCodec, Range, Row
+from dataflow_playground.storage.formats.base import FormatCodec, Range, Row
 
 
 class JsonLinesCodec(FormatCodec):

@@ -1,0 +1,168 @@
+"""The ``playground`` command: stack control, the demo, benchmarks and the labs."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from dataflow_playground.app import stack
+from dataflow_playground.app.console import console
+from dataflow_playground.app.features_cli import features_app
+from dataflow_playground.app.flow.cli import flow_app
+from dataflow_playground.app.lab.cli import formats_command, lab_app
+from dataflow_playground.core.errors import PlaygroundError
+from dataflow_playground.core.settings import STREAM_ENGINES, get_settings
+
+app = typer.Typer(help="dataflow-playground: Kafka, DuckDB and services, measured.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+bench_app = typer.Typer(help="Benchmarks (minutes each); results go to results/.",
+                        no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+serve_app = typer.Typer(help="Run one service in the foreground (what `up` and compose start).",
+                        no_args_is_help=True)
+app.add_typer(serve_app, name="serve")
+app.add_typer(lab_app, name="lab")
+app.add_typer(flow_app, name="flow")
+app.command("formats")(formats_command)
+app.add_typer(features_app, name="features")
+
+
+@app.command("fetch-kafka")
+def fetch_kafka() -> None:
+    """Fetch Kafka's jars from Maven Central into the cache folder (once)."""
+    from dataflow_playground.core.kafka_native import ensure_kafka
+
+    settings = get_settings()
+    with console.status(f"fetching Kafka {settings.kafka_version} with Maven"):
+        libs = ensure_kafka(settings)
+    console.print(f"Kafka {settings.kafka_version}: {libs}")
+
+
+@app.command()
+def topics() -> None:
+    """Create the topics (transactions, its dead-letter topic) if they do not exist."""
+    from dataflow_playground.core import kafka_admin
+
+    settings = get_settings()
+    specs = kafka_admin.default_topics(settings)
+    created = kafka_admin.ensure_topics(settings.bootstrap_servers, specs)
+    for spec in specs:
+        state = "created" if spec.name in created else "exists"
+        console.print(f"{spec.name}: {spec.partitions} partitions, retention.ms={spec.retention_ms} "
+                      f"({state})")
+
+
+@serve_app.command("rest")
+def serve_rest(port: Annotated[int | None, typer.Option(help="default: rest_port")] = None) -> None:
+    """The FastAPI service (OpenAPI at /docs)."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run("services.rest.app:create_app", factory=True, host=settings.bind_host,
+                port=port or settings.rest_port, log_level="warning")
+
+
+@serve_app.command("sink")
+def serve_sink(
+    group: Annotated[str, typer.Option()] = "duckdb-sink",
+    idle_timeout: Annotated[float, typer.Option(help="seconds without data before exiting; 0 = never")] = 0,
+) -> None:
+    """The Kafka -> DuckDB sink, consuming until stopped."""
+    from dataflow_playground.consumers.kafka_to_duckdb import main as sink_main
+
+    raise typer.Exit(sink_main(["--group", group, "--idle-timeout", str(idle_timeout)]))
+
+
+@app.command()
+def up() -> None:
+    """Start the native stack in the background: Kafka (KRaft), REST, gRPC, the features worker."""
+    stack.up(get_settings(), on_event=lambda m: console.print(f"  {m}"))
+    _print_status()
+
+
+@app.command()
+def status() -> None:
+    """Show each component: healthy or not, port, PID, uptime. Exit 1 if any is unhealthy."""
+    if not _print_status():
+        raise typer.Exit(1)
+
+
+@app.command()
+def down() -> None:
+    """Stop every component started by `up`; leaves no process behind."""
+    stopped = stack.down(get_settings(), on_event=lambda m: console.print(f"  {m}"))
+    console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+def _print_status() -> bool:
+    rows = stack.status(get_settings())
+    table = Table(title="playground stack")
+    for col in ("component", "state", "port", "pid", "uptime"):
+        table.add_column(col)
+    for r in rows:
+        state = ("[green]healthy" if r.healthy else "[red]unhealthy") if r.running else "[dim]stopped"
+        uptime = f"{r.uptime_s:,.0f}s" if r.uptime_s is not None else "-"
+        table.add_row(r.name, state, str(r.port), str(r.pid or "-"), uptime)
+    console.print(table)
+    return all(r.healthy for r in rows)
+
+
+@app.command()
+def demo(
+    events: Annotated[int, typer.Option(help="transactions to generate")] = 100_000,
+    malformed_rate: Annotated[float, typer.Option(help="fraction of broken records")] = 0.005,
+    seed: Annotated[int, typer.Option()] = 42,
+    keep_running: Annotated[bool, typer.Option(help="leave the stack up afterwards")] = False,
+) -> None:
+    """End to end: start the stack, produce N events to Kafka, sink them into DuckDB, report."""
+    from dataflow_playground.app.demo import run_demo
+
+    run_demo(get_settings(), events=events, malformed_rate=malformed_rate, seed=seed,
+             keep_running=keep_running)
+
+
+@bench_app.command("kafka")
+def bench_kafka(
+    events: Annotated[int, typer.Option(help="messages per repeat")] = 1_000_000,
+    repeats: Annotated[int, typer.Option(help="timed repeats (median reported)")] = 3,
+    partitions: Annotated[int, typer.Option()] = 3,
+    tuned_only: Annotated[bool, typer.Option(help="skip the library-defaults producer")] = False,
+) -> None:
+    """Produce and consume throughput with kafka-python (events/s and MB/s, medians)."""
+    from dataflow_playground.app.bench.kafka import run_bench
+
+    run_bench(get_settings(), events=events, repeats=repeats, partitions=partitions,
+              profiles=["tuned"] if tuned_only else None)
+
+
+@bench_app.command("batch-vs-stream")
+def bench_batch_vs_stream(
+    events: Annotated[int, typer.Option(help="events for the batch side")] = 1_000_000,
+    stream_events: Annotated[int, typer.Option(help="events for the stream's max-throughput run")] = 200_000,
+    repeats: Annotated[int, typer.Option(help="timed batch repeats (median reported)")] = 3,
+    freshness_seconds: Annotated[float, typer.Option(help="seconds per offered load")] = 10.0,
+    engine: Annotated[list[str] | None, typer.Option(
+        help=f"stream engine(s) to measure: {', '.join(STREAM_ENGINES)} (default: all)")] = None,
+    stream_repeats: Annotated[int, typer.Option(help="max-throughput runs per engine (median)")] = 2,
+) -> None:
+    """Same features in DuckDB SQL and in every stream engine: throughput, CPU, freshness."""
+    from dataflow_playground.app.bench.batch_vs_stream import run_bench
+
+    paths = run_bench(get_settings(), events=events, stream_events=stream_events, repeats=repeats,
+                      freshness_seconds=freshness_seconds, engines=engine, stream_repeats=stream_repeats)
+    console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
+def main() -> None:
+    try:
+        app()
+    except PlaygroundError as err:
+        console.print(f"[red]error:[/red] {err}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""``playground features ...``: batch vs stream feature parity, and the definitions."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dataflow_playground.app.console import console
+from dataflow_playground.core.settings import STREAM_ENGINES, get_settings
+from dataflow_playground.features.stream.registry import stream_engine
+
+# The registered stream engines, plus "both" (every engine, one after the other).
+Engine = StrEnum("Engine", {name: name for name in (*STREAM_ENGINES, "both")})  # type: ignore[misc]
+DEFAULT_ENGINE = Engine("faust")
+
+
+features_app = typer.Typer(help="Batch vs stream features from one definition.", no_args_is_help=True)
+
+
+def _duration_ms(text: str) -> int:
+    """'30s', '500ms', '2m', '1h' or a bare number of milliseconds."""
+    text = text.strip().lower()
+    for suffix, factor in (("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)):
+        if text.endswith(suffix):
+            return int(float(text[: -len(suffix)]) * factor)
+    return int(text)
+
+
+@features_app.command("list")
+def list_features() -> None:
+    """Show every feature definition (entity, aggregation, window, filter)."""
+    from dataflow_playground.features.definitions import FEATURES
+
+    table = Table(title="feature definitions")
+    for col in ("name", "entity", "aggregation", "window", "filter", "meaning"):
+        table.add_column(col)
+    for f in FEATURES:
+        agg = f"{f.agg.value}({f.column or ''})" + (f" k={f.k}" if f.k else "")
+        table.add_row(f.name, f.entity.name, agg, f"{f.window_ms / 3_600_000:g} h",
+                      f.where.label() if f.where else "-", f.doc)
+    console.print(table)
+
+
+@features_app.command("parity")
+def parity(
+    events: Annotated[int, typer.Option(help="events to generate")] = 50_000,
+    out_of_order: Annotated[float, typer.Option(help="fraction of events delivered late")] = 0.0,
+    max_lateness: Annotated[str, typer.Option(help="how late at most, e.g. 30s")] = "0",
+    allowed_lateness: Annotated[str, typer.Option(help="stream's allowed lateness, e.g. 60s")] = "60s",
+    rate: Annotated[float, typer.Option(help="mean events per second of event time")] = 2.0,
+    seed: Annotated[int, typer.Option()] = 42,
+    malformed_rate: Annotated[float, typer.Option(help="fraction of records broken (dead-lettered)")] = 0.0,
+    engine: Annotated[Engine, typer.Option(help="stream engine; 'both' runs one after the other")
+                      ] = DEFAULT_ENGINE,
+    as_json: Annotated[bool, typer.Option("--json", help="print only the JSON report")] = False,
+) -> None:
+    """Compute features in batch (DuckDB SQL) and stream (a worker over Kafka); compare them."""
+    from dataflow_playground.app.parity_run import run_parity
+
+    ui = Console(stderr=True) if as_json else console
+    engines = list(STREAM_ENGINES) if engine == "both" else [engine.value]
+    docs = []
+    for name in engines:
+        report = run_parity(get_settings(), events=events, seed=seed, rate=rate,
+                            out_of_order=out_of_order, max_lateness_ms=_duration_ms(max_lateness),
+                            allowed_lateness_ms=_duration_ms(allowed_lateness),
+                            malformed_rate=malformed_rate, ui=ui, engine=name)
+        doc = report.to_json()
+        docs.append(doc)
+        if not as_json:
+            _print_report(doc, report, stream_engine(name).path)
+    if as_json:
+        sys.stdout.write(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2) + "\n")
+    if any(d["final_state_mismatches"] for d in docs):
+        raise typer.Exit(1)
+
+
+def _print_report(doc: dict[str, Any], report: Any, stream_path: str) -> None:
+    table = Table(title=f"per-event parity, {doc['events']:,} events (batch = reference)")
+    for col in ("feature", "mismatch", "missing", "extra", "SMAPE", "final-state mismatches"):
+        table.add_column(col, justify="right" if col != "feature" else "left")
+    for name, m in doc["features"].items():
+        fs = doc["final_state"][name]
+        table.add_row(name, f"{m['mismatch_rate']:.4%}", f"{m['missing_rate']:.4%}",
+                      f"{m['extra_rate']:.4%}", f"{m['smape']:.2e}", f"{fs['mismatches']} / {fs['entities']}")
+    console.print(table)
+    c = doc["stream_counters"]
+    console.print(f"stream path: {stream_path}")
+    console.print(f"lateness policy: allowed {c.get('allowed_lateness_ms', 0) / 1000:g}s; late events "
+                  f"accepted {c.get('late_accepted', 0)}, dropped {c.get('late_dropped', 0)}, max lateness "
+                  f"{c.get('max_lateness_ms', 0) / 1000:.1f}s; "
+                  f"corrections emitted {c.get('corrections', 0)}; "
+                  f"dead-lettered {c.get('dead_lettered', 0)} "
+                  f"({doc.get('dead_letter_records', 0)} records on the dead-letter topic)")
+    for name, p in report.per_event.items():
+        if p.examples:
+            console.print(f"  {name}: e.g. {p.examples[:2]}")
+    bad = doc["final_state_mismatches"]
+    console.print("[green]final online state == batch snapshot (0 mismatches)" if not bad else
+                   f"[red]final online state differs from the batch snapshot in {bad} values")

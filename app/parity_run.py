@@ -1,0 +1,153 @@
+"""Run batch and stream on the same events and measure parity (``playground features parity``).
+
+The stream path is the real one: events are produced to a fresh Kafka topic, a worker
+process of the chosen engine (:mod:`dataflow_playground.features.stream.faust_engine` or
+:mod:`dataflow_playground.features.stream.kafka_python_engine`) consumes it, emits per-event values to
+its own ``features`` topic and writes its online store. The batch path is DuckDB SQL
+over the same clean events. Everything the run creates (topics, worker, and Kafka
+itself if it was not running) is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+from kafka import KafkaConsumer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from dataflow_playground.app import stack
+from dataflow_playground.app.console import console
+from dataflow_playground.core import kafka_admin
+from dataflow_playground.core.settings import Settings
+from dataflow_playground.features.batch_sql import BatchFeatures
+from dataflow_playground.features.definitions import FEATURES
+from dataflow_playground.features.online_store import OnlineStoreReader
+from dataflow_playground.features.parity import FeatureParity, compare
+from dataflow_playground.features.stream.process import WorkerProcess
+from dataflow_playground.features.stream.registry import stream_engine
+from dataflow_playground.producers.generator import GeneratorConfig, generate_table, wire_records
+from dataflow_playground.producers.to_kafka import make_producer, produce
+
+
+@dataclass
+class ParityReport:
+    events: int
+    per_event: dict[str, FeatureParity]
+    final_state: dict[str, FeatureParity]
+    counters: dict[str, int]
+    parameters: dict[str, Any] = field(default_factory=dict)
+    engine: str = "faust"
+    dead_letter_records: int = 0  # read back from the dead-letter topic
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "engine": self.engine,
+            "stream_path": stream_engine(self.engine).path,
+            "dead_letter_records": self.dead_letter_records,
+            "features": {n: p.metrics() for n, p in self.per_event.items()},
+            "final_state": {n: {**p.metrics(), "mismatches": p.mismatches, "entities": p.count}
+                            for n, p in self.final_state.items()},
+            "final_state_mismatches": sum(p.mismatches for p in self.final_state.values()),
+            "stream_counters": self.counters,
+            "parameters": self.parameters,
+        }
+
+
+def read_feature_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 60.0
+                       ) -> dict[int, dict[str, object]]:
+    """Per-event values from the worker's output topic (``kind == "event"``), by event_id."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             enable_auto_commit=False, consumer_timeout_ms=int(timeout_s * 1000),
+                             max_poll_records=5000)
+    out: dict[int, dict[str, object]] = {}
+    try:
+        for msg in consumer:
+            rec = orjson.loads(msg.value)
+            if rec.get("kind") == "event":
+                out[rec["event_id"]] = rec["values"]
+                if len(out) >= expected:
+                    break
+    finally:
+        consumer.close()
+    return out
+
+
+def run_parity(settings: Settings, events: int, seed: int = 42, rate: float = 2.0,
+               out_of_order: float = 0.0, max_lateness_ms: int = 0, allowed_lateness_ms: int = 60_000,
+               malformed_rate: float = 0.0, ui: Console = console, engine: str = "faust") -> ParityReport:
+    """``ui`` receives progress and notes (give a stderr console to keep stdout for JSON)."""
+
+    def say(msg: str) -> None:
+        ui.print(msg, highlight=False)
+
+    started = stack.up(settings, components=[stack.KAFKA], on_event=lambda m: say(f"  {m}"))
+    run = uuid.uuid4().hex[:10]
+    topic, out_topic, dlq = f"parity-{run}", f"parity-{run}.features", f"parity-{run}.dlq"
+    app_id = f"parity-{run}"
+    bootstrap = settings.bootstrap_servers
+    kafka_admin.ensure_topics(bootstrap, [kafka_admin.TopicSpec(topic, settings.partitions),
+                                          kafka_admin.TopicSpec(out_topic, settings.partitions),
+                                          kafka_admin.TopicSpec(dlq, 1)])
+    cfg = GeneratorConfig(events=events, seed=seed, rate=rate, out_of_order=out_of_order,
+                          max_lateness_ms=max_lateness_ms, malformed_rate=malformed_rate)
+    tmp = Path(tempfile.mkdtemp(prefix="parity-", dir=settings.data_dir if settings.data_dir.exists()
+                                else None))
+    worker = WorkerProcess(settings, topic, out_topic, dlq, tmp / "online.sqlite", app_id,
+                           allowed_lateness_ms=allowed_lateness_ms, engine=engine)
+    say(f"stream path: {stream_engine(engine).path}; topic {topic}, {settings.partitions} partitions")
+    try:
+        worker.start()
+        records = list(wire_records(cfg))
+        good = pa.array([r.event_id for r in records if r.event_id is not None], pa.int64())
+        # A malformed record replaces a good event: the batch side sees only what the stream can.
+        table = generate_table(cfg).filter(pc.is_in(pc.field("event_id"), value_set=good))
+        producer = make_producer(bootstrap)
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=ui) as bar:
+            task = bar.add_task("produce", total=events)
+            sent = produce(producer, topic, ((r.key, r.value) for r in records),
+                           on_progress=lambda n: bar.advance(task, n))
+            producer.close()
+            task2 = bar.add_task(f"stream ({engine} worker)", total=events)
+            counters = worker.wait_drained(
+                sent.sent, timeout_s=max(120.0, events / 1000),
+                on_stats=lambda st: bar.update(task2, completed=st.get("consumed", 0)))
+        with ui.status("reading the stream's per-event values"):
+            stream_values = read_feature_topic(bootstrap, out_topic, counters["processed"])
+            reader = OnlineStoreReader(worker.store)
+            online = reader.all()
+            reader.close()
+            dead = kafka_admin.topic_size(bootstrap, dlq)
+        with ui.status("batch: DuckDB SQL"):
+            batch = BatchFeatures(table)
+            training = batch.training_table().to_pylist()
+            snapshot = batch.snapshot()
+        per_event = compare(((r["event_id"], r) for r in training), stream_values)
+        final = {}
+        # compare() walks every feature for every entity; keep each feature to its own entity.
+        for f in FEATURES:
+            final[f.name] = compare(((k, v) for k, v in snapshot.items() if k[0] == f.entity.name),
+                                    online, features=(f,))[f.name]
+        return ParityReport(events=events, per_event=per_event, final_state=final, counters=counters,
+                            engine=engine, dead_letter_records=dead,
+                            parameters={"events": events, "seed": seed, "rate": rate,
+                                        "out_of_order": out_of_order, "max_lateness_ms": max_lateness_ms,
+                                        "allowed_lateness_ms": allowed_lateness_ms,
+                                        "malformed_rate": malformed_rate, "engine": engine,
+                                        "partitions": settings.partitions})
+    finally:
+        worker.stop()
+        leader = [f"{app_id}-__assignor-__leader"] if engine == "faust" else []  # faust makes it
+        kafka_admin.delete_topics(bootstrap, [topic, out_topic, dlq, *leader])
+        if started.get("kafka"):
+            stack.stop(stack.KAFKA, settings)
+            say("  kafka: stopped (this command started it)")

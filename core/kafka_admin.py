@@ -1,0 +1,136 @@
+"""Small admin helpers over kafka-python: readiness, topics, consumer lag."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from dataflow_playground.core.errors import StackError
+from dataflow_playground.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def admin(bootstrap: str, timeout_ms: int = 5000) -> KafkaAdminClient:
+    return KafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        client_id="playground-admin",
+        request_timeout_ms=timeout_ms,
+        bootstrap_timeout_ms=timeout_ms,
+    )
+
+
+def kafka_ready(bootstrap: str, timeout_ms: int = 3000) -> bool:
+    """True when a metadata request is answered (not merely when the port opens)."""
+    try:
+        client = admin(bootstrap, timeout_ms)
+    except (KafkaError, OSError, ValueError):
+        return False
+    try:
+        return bool(client.describe_cluster().get("brokers"))
+    except (KafkaError, OSError, ValueError):
+        return False
+    finally:
+        client.close()
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    retention_ms: int | None = None
+
+
+def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> list[str]:
+    """Create the topics that do not exist yet; return the names created."""
+    specs = list(specs)
+    client = admin(bootstrap)
+    try:
+        existing = set(client.list_topics())
+        todo = [s for s in specs if s.name not in existing]
+        new = [
+            NewTopic(s.name, s.partitions, 1,
+                     topic_configs={"retention.ms": str(s.retention_ms)} if s.retention_ms else {})
+            for s in todo
+        ]
+        if new:
+            try:
+                client.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass  # a concurrent creator won the race; fine
+            except KafkaError as err:
+                raise StackError(f"creating topics {[s.name for s in todo]} failed: {err}") from err
+        return [s.name for s in todo]
+    finally:
+        client.close()
+
+
+def delete_topics(bootstrap: str, names: list[str]) -> None:
+    client = admin(bootstrap)
+    try:
+        client.delete_topics(names)
+    except KafkaError as err:
+        log.warning("could not delete topics %s: %s", names, err)
+    finally:
+        client.close()
+
+
+def default_topics(settings: Settings) -> list[TopicSpec]:
+    return [
+        TopicSpec(settings.topic, settings.partitions, settings.retention_ms),
+        TopicSpec(settings.dead_letter_topic, 1, settings.retention_ms),
+    ]
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        return {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}
+    finally:
+        consumer.close()
+
+
+def group_lag(bootstrap: str, group: str, topic: str) -> int:
+    """Messages in ``topic`` not yet committed by ``group`` (uncommitted partitions count whole)."""
+    ends = end_offsets(bootstrap, topic)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        lag = 0
+        for p, end in ends.items():
+            committed = consumer.committed(TopicPartition(topic, p)) or 0
+            lag += max(end - committed, 0)
+        return lag
+    finally:
+        consumer.close()
+
+
+def topic_size(bootstrap: str, topic: str) -> int:
+    """Records currently in ``topic`` (end minus beginning offsets)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        ends, begins = consumer.end_offsets(tps), consumer.beginning_offsets(tps)
+        return sum(ends[tp] - begins[tp] for tp in tps)
+    finally:
+        consumer.close()
+
+
+def topic_retention_ms(bootstrap: str, topic: str) -> int | None:
+    """``retention.ms`` as the broker reports it for ``topic``."""
+    client = admin(bootstrap)
+    try:
+        # kafka-python 3 answers {"topic": {name: {config: {"value": ...}}}}.
+        resp = client.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        value = resp["topic"][topic]["retention.ms"]["value"]
+        return int(value)
+    except Exception:  # a display nicety: never fail a run over it
+        return None
+    finally:
+        client.close()

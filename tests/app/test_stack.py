@@ -1,0 +1,79 @@
+"""Stack bookkeeping without a broker: stale PID files, taken ports, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from dataflow_playground.app import stack
+from dataflow_playground.core.errors import PortInUseError
+from dataflow_playground.core.settings import Settings
+from tests.helpers import free_ports
+
+
+def _settings(tmp_path: Path) -> Settings:
+    k, c, r, g = free_ports(4)
+    return Settings(data_dir=tmp_path, kafka_port=k, kafka_controller_port=c, rest_port=r, rpc_port=g)
+
+
+def test_stale_pid_file_of_a_dead_process_is_cleared(tmp_path: Path) -> None:
+    s = _settings(tmp_path)
+    s.run_dir.mkdir(parents=True)
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    stack.pid_file(s, "kafka").write_text(json.dumps(
+        {"pid": proc.pid, "port": s.kafka_port, "create_time": 1.0, "started_at": 1.0}))
+    assert stack.read_pid(s, "kafka") is None
+    assert not stack.pid_file(s, "kafka").exists()
+
+
+def test_reused_pid_is_not_mistaken_for_ours(tmp_path: Path) -> None:
+    """A PID now owned by another process (different start time) is stale, never signalled."""
+    s = _settings(tmp_path)
+    s.run_dir.mkdir(parents=True)
+    me = psutil.Process(os.getpid())
+    stack.pid_file(s, "rest").write_text(json.dumps(
+        {"pid": me.pid, "port": s.rest_port, "create_time": me.create_time() - 1000, "started_at": 0}))
+    assert stack.read_pid(s, "rest") is None
+    assert stack.down(s) == []  # and we are still alive
+
+
+def test_corrupt_pid_file_is_cleared(tmp_path: Path) -> None:
+    s = _settings(tmp_path)
+    s.run_dir.mkdir(parents=True)
+    stack.pid_file(s, "kafka").write_text("{not json")
+    assert stack.read_pid(s, "kafka") is None
+
+
+def test_taken_port_names_port_and_setting(tmp_path: Path) -> None:
+    s = _settings(tmp_path)
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", s.rest_port))
+        blocker.listen()
+        with pytest.raises(PortInUseError) as info:
+            stack.start(stack.REST, s)
+    msg = str(info.value)
+    assert str(s.rest_port) in msg and "PLAYGROUND_REST_PORT" in msg
+    assert not stack.pid_file(s, "rest").exists()
+
+
+def test_port_taken_cli_error_is_clear(tmp_path: Path) -> None:
+    k, c, r, g = free_ports(4)
+    env = {**os.environ, "PLAYGROUND_DATA_DIR": str(tmp_path), "PLAYGROUND_KAFKA_PORT": str(k),
+           "PLAYGROUND_KAFKA_CONTROLLER_PORT": str(c), "PLAYGROUND_REST_PORT": str(r),
+           "PLAYGROUND_RPC_PORT": str(g)}
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", k))
+        blocker.listen()
+        out = subprocess.run([sys.executable, "-m", "dataflow_playground.app.cli", "up"], env=env,
+                             capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert f"port {k}" in out.stdout and "PLAYGROUND_KAFKA_PORT" in out.stdout
+    assert not list(Path(tmp_path, "run").glob("*.pid"))
