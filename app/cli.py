@@ -61,7 +61,7 @@ def serve_rest(port: Annotated[int | None, typer.Option(help="default: rest_port
     import uvicorn
 
     settings = get_settings()
-    uvicorn.run("services.rest.app:create_app", factory=True, host=settings.bind_host,
+    uvicorn.run("dataflow_playground.services.rest.app:create_app", factory=True, host=settings.bind_host,
                 port=port or settings.rest_port, log_level="warning")
 
 
@@ -107,7 +107,24 @@ def _print_status() -> bool:
         uptime = f"{r.uptime_s:,.0f}s" if r.uptime_s is not None else "-"
         table.add_row(r.name, state, str(r.port), str(r.pid or "-"), uptime)
     console.print(table)
+    _print_store()
     return all(r.healthy for r in rows)
+
+
+def _print_store() -> None:
+    """The store's figures; duplicates are valid records not stored because their event_id was."""
+    st = stack.store_status(get_settings())
+    if st.figures is None:
+        console.print(f"store {st.path}: {st.note}", highlight=False, soft_wrap=True)
+        return
+
+    def n(value: int | None) -> str:
+        return "-" if value is None else f"{value:,}"
+
+    f = st.figures
+    console.print(f"store {st.path}: {n(f.events)} events, {n(f.dead_letters)} dead letters, "
+                  f"{n(f.duplicates)} duplicates (valid records whose event_id was already stored)",
+                  highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -24,12 +24,13 @@ import psutil
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_exponential
 
 from dataflow_playground.core import kafka_admin, kafka_native
-from dataflow_playground.core.errors import PortInUseError, StackError
+from dataflow_playground.core.errors import PlaygroundError, PortInUseError, StackError
 from dataflow_playground.core.settings import Settings, child_env
 from dataflow_playground.features.online_store import worker_healthy
 from dataflow_playground.features.stream.registry import ENGINES
 from dataflow_playground.services.rpc import server as rpc_server
 from dataflow_playground.services.rpc.server import ready as rpc_ready
+from dataflow_playground.storage.duckdb_store import StoreFigures, read_figures
 
 
 @dataclass(frozen=True)
@@ -256,6 +257,31 @@ def status(settings: Settings) -> list[ComponentStatus]:
             uptime_s=time.time() - rec.started_at if rec else None,
         ))
     return out
+
+
+@dataclass(frozen=True)
+class StoreStatus:
+    """The DuckDB store's figures, or why they cannot be read now (``note``)."""
+
+    path: Path
+    figures: StoreFigures | None
+    note: str | None = None
+
+
+def store_status(settings: Settings) -> StoreStatus:
+    """Read the store read-only; never fails ``status``: a missing or busy store is a note.
+
+    DuckDB lets no other process open the file while a sink writes it, so during a run the
+    note says so (the sink prints the same figures on every commit).
+    """
+    path = settings.store_path
+    if not path.exists():
+        return StoreStatus(path, None, "not created yet; the Kafka -> DuckDB sink creates it "
+                                       "('playground serve sink')")
+    try:
+        return StoreStatus(path, read_figures(path))
+    except PlaygroundError as err:
+        return StoreStatus(path, None, str(err))
 
 
 def _stop_pid(rec: PidRecord, timeout_s: float) -> None:

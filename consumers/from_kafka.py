@@ -19,6 +19,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
 from dataflow_playground.core import receipts
+from dataflow_playground.core.kafka_codecs import require_codecs
 from dataflow_playground.core.validation import Rejection, decode_event
 from dataflow_playground.producers.to_kafka import SENT_HEADER
 
@@ -39,6 +40,7 @@ class _Announce(ConsumerRebalanceListener):
 
 class KafkaReader:
     def __init__(self, bootstrap: str, topic: str, group: str, receipts_dir: Path, name: str) -> None:
+        require_codecs("kafka-python", f"the Kafka flow reader {name}")
         self.consumer = KafkaConsumer(
             bootstrap_servers=bootstrap, group_id=group, client_id=f"{name}-{os.getpid()}",
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=2000,

@@ -2,13 +2,23 @@
 
 Order of effects per polled batch, and why it loses and doubles nothing:
 1. decode and validate every record; bad ones become dead letters with a reason;
-2. write good events and dead letters to DuckDB in one transaction
-   (``ON CONFLICT DO NOTHING`` on ``event_id`` / the record's offset);
-3. publish the dead letters to the dead-letter topic and flush;
+2. write good events, duplicates and dead letters to DuckDB in one transaction
+   (``ON CONFLICT DO NOTHING`` on ``event_id`` / the record's offset), with the
+   partitions' positions;
+3. publish the dead letters to the sink's own dead-letter topic
+   (``Settings.sink_dead_letter_topic``, headers as in :mod:`...core.dead_letters`,
+   ``stage=sink``) and flush;
 4. commit the consumer offsets.
 A crash before 4 redelivers the batch; step 2 then inserts nothing new. The
 dead-letter *topic* is at-least-once (a redelivered bad record is published
 again); the ``dead_letters`` table is exactly-once.
+
+A valid record whose ``event_id`` is already stored (a producer reusing an id) is a
+*duplicate*: not inserted (the first record wins), counted in ``SinkStats.duplicates``
+and printed with the other figures, and kept in the store's ``duplicate_events`` table,
+whose count ``playground status`` shows. A redelivery after a crash is not a duplicate:
+the store tells the two apart by the offsets it has written
+(:meth:`...storage.duckdb_store.EventStore.write_records`).
 
 Run as its own process: ``python -m dataflow_playground.consumers.kafka_to_duckdb --help``.
 """
@@ -25,11 +35,13 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer
 
+from dataflow_playground.core.dead_letters import SINK_STAGE, dead_letter_headers, source_id
 from dataflow_playground.core.errors import PlaygroundError
+from dataflow_playground.core.kafka_codecs import require_codecs
 from dataflow_playground.core.schema import Event
 from dataflow_playground.core.settings import Settings, get_settings
 from dataflow_playground.core.validation import Rejection, decode_batch
-from dataflow_playground.storage.duckdb_store import DeadLetter, EventStore
+from dataflow_playground.storage.duckdb_store import DeadLetter, EventStore, Span
 
 # Fault injection for the crash tests: exit hard after this many DuckDB writes,
 # before committing offsets: the worst moment for a sink to die.
@@ -42,6 +54,7 @@ class SinkStats:
     consumed: int = 0
     stored: int = 0  # newly inserted rows (redeliveries excluded)
     dead_lettered: int = 0
+    duplicates: int = 0  # valid, read for the first time, not inserted: the event_id was stored
     batches: int = 0
     elapsed_s: float = 0.0
 
@@ -57,9 +70,10 @@ class KafkaToDuckDB:
         self.settings = settings
         self.store = store
         self.topic = topic or settings.topic
-        self.dlq_topic = settings.dead_letter_topic
+        self.dlq_topic = settings.sink_dead_letter_topic
         self.write_batch = write_batch
         self.write_wait_s = write_wait_s
+        require_codecs("kafka-python", "the Kafka -> DuckDB sink")
         self.consumer = KafkaConsumer(
             self.topic,
             bootstrap_servers=settings.bootstrap_servers,
@@ -79,37 +93,51 @@ class KafkaToDuckDB:
         crash = os.environ.get(CRASH_AFTER_WRITES_ENV)
         self._crash_after = int(crash) if crash else None
 
-    def _split(self, records: list) -> tuple[list[Event], list[DeadLetter]]:
+    def _split(self, records: list) -> tuple[list[Event], list, list[DeadLetter]]:
+        """Valid events with the records they came from, and the dead letters."""
         good: list[Event] = []
+        sources: list = []
         dead: list[DeadLetter] = []
         for rec, result in zip(records, decode_batch([r.value for r in records]), strict=True):
             if isinstance(result, Rejection):
                 dead.append(DeadLetter(
-                    dead_letter_id=f"kafka:{rec.topic}:{rec.partition}:{rec.offset}",
+                    dead_letter_id=source_id(rec.topic, rec.partition, rec.offset),
                     source="kafka", key=rec.key, payload=rec.value,
                     field=result.field, reason=result.reason))
             else:
                 good.append(result)
-        return good, dead
+                sources.append(rec)
+        return good, sources, dead
 
-    def _poll_batch(self) -> list:
-        """Records of one or more polls, so DuckDB gets fewer, larger writes.
+    def _poll_batch(self) -> tuple[list, dict[tuple[str, int], Span]]:
+        """Records of one or more polls, so DuckDB gets fewer, larger writes, and their spans.
 
         A poll often returns a few hundred records; a DuckDB insert costs ~5x more per row
         at 2,000 rows than at 20,000 (measured), so polls are gathered until
         ``write_batch`` records or ``write_wait_s`` after the first one, whichever is first.
+        The spans (per partition, lowest offset and the one after the highest) let the store
+        tell a redelivered record from a reused event_id; a poll's records per partition
+        come in offset order, so its first and last give them.
         """
         records: list = []
+        spans: dict[tuple[str, int], Span] = {}
         first = 0.0
         while True:
             polled = self.consumer.poll(timeout_ms=50 if records else 500)
-            got = [r for batch in polled.values() for r in batch]
+            got = 0
+            for tp, batch in polled.items():
+                if not batch:
+                    continue
+                records.extend(batch)
+                got += len(batch)
+                key = (tp.topic, tp.partition)
+                low, high = spans.get(key, (batch[0].offset, batch[-1].offset + 1))
+                spans[key] = (min(low, batch[0].offset), max(high, batch[-1].offset + 1))
             if got:
-                records.extend(got)
                 first = first or time.monotonic()
             if (not got or len(records) >= self.write_batch
                     or time.monotonic() - first >= self.write_wait_s):
-                return records
+                return records, spans
 
     def run(self, max_events: int | None = None, idle_timeout_s: float | None = 10.0,
             on_batch: Callable[[SinkStats], None] | None = None) -> SinkStats:
@@ -118,7 +146,7 @@ class KafkaToDuckDB:
         start = time.perf_counter()
         last_data = time.monotonic()
         while max_events is None or stats.consumed < max_events:
-            records = self._poll_batch()
+            records, spans = self._poll_batch()
             if not records:
                 if not self.consumer.assignment():
                     # Still joining the group: after a crash the dead member's session must
@@ -133,15 +161,17 @@ class KafkaToDuckDB:
                     break
                 continue
             last_data = time.monotonic()
-            good, dead = self._split(records)
-            stats.stored += self.store.write(good, dead)
+            good, sources, dead = self._split(records)
+            outcome = self.store.write_records(good, sources, dead, spans)
+            stats.stored += outcome.inserted
+            stats.duplicates += len(outcome.duplicates)
             stats.batches += 1
             if self._crash_after is not None and stats.batches >= self._crash_after:
                 os._exit(137)  # simulated crash: written to DuckDB, offsets not committed
             for d in dead:
                 self.dlq.send(self.dlq_topic, key=d.key, value=d.payload,
-                              headers=[("reason", f"{d.field}: {d.reason}".encode()),
-                                       ("source", d.dead_letter_id.encode())])
+                              headers=dead_letter_headers(f"{d.field}: {d.reason}", SINK_STAGE,
+                                                          d.dead_letter_id))
             if dead:
                 self.dlq.flush()
             self.consumer.commit()
@@ -180,15 +210,16 @@ def main(argv: list[str] | None = None) -> int:
 
         def report(s: SinkStats) -> None:
             # One line per committed batch: tests and operators can follow progress.
-            print(f"committed consumed={s.consumed} stored={s.stored} dead={s.dead_lettered}",
-                  flush=True)
+            print(f"committed consumed={s.consumed} stored={s.stored} dead={s.dead_lettered} "
+                  f"duplicates={s.duplicates}", flush=True)
 
         try:
             stats = sink.run(args.max_events, args.idle_timeout or None, on_batch=report)
         finally:
             sink.close()
         print(f"done consumed={stats.consumed} stored={stats.stored} "
-              f"dead={stats.dead_lettered} rows={store.count()}", flush=True)
+              f"dead={stats.dead_lettered} duplicates={stats.duplicates} rows={store.count()} "
+              f"store_duplicates={store.count_duplicates()}", flush=True)
     return 0
 
 

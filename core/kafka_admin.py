@@ -81,9 +81,11 @@ def delete_topics(bootstrap: str, names: list[str]) -> None:
 
 
 def default_topics(settings: Settings) -> list[TopicSpec]:
+    """What `playground up` / `playground topics` create: the input and each consumer's dead letters."""
     return [
         TopicSpec(settings.topic, settings.partitions, settings.retention_ms),
-        TopicSpec(settings.dead_letter_topic, 1, settings.retention_ms),
+        TopicSpec(settings.sink_dead_letter_topic, 1, settings.retention_ms),
+        TopicSpec(settings.features_dead_letter_topic, 1, settings.retention_ms),
     ]
 
 

@@ -57,9 +57,11 @@ class Settings(BaseSettings):
     log4j_version: str = "2.25.3"
     kafka_heap: str = "512m"
 
-    # Topics.
+    # Topics. Each consumer dead-letters to its own topic (headers: core/dead_letters.py), so a
+    # bad record appears once per topic and each copy says who refused it.
     topic: str = "transactions"
-    dead_letter_topic: str = "transactions.dlq"
+    sink_dead_letter_topic: str = "transactions.dlq.sink"
+    features_dead_letter_topic: str = "transactions.dlq.features"
     partitions: int = Field(3, ge=1, le=64)
     retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=60_000)
 

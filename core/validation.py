@@ -1,7 +1,14 @@
-"""Turn raw bytes from any ingress into a validated ``Event`` or a rejection reason."""
+"""Turn raw bytes from any ingress into a validated ``Event`` or a rejection reason.
+
+A rejection travels far: into replies, gRPC status details, dead-letter lines and Kafka
+headers. Its size must not grow with the input, so this module is the one place that
+quotes a refused value, and it quotes a bounded preview only (a 1 MiB string is shown by
+its first characters and its length); ``Rejection`` itself caps its field and reason.
+"""
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,22 +17,65 @@ from pydantic import TypeAdapter, ValidationError
 
 from dataflow_playground.core.schema import Event
 
+MAX_ECHO_CHARS = 40  # of a refused value quoted in a reason
+MAX_FIELD_CHARS = 80  # a field path (an unknown key is part of it)
+MAX_REASON_CHARS = 300
+
+# Containers are previewed by their first items only, so the work is bounded too.
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 2
+_REPR.maxdict = _REPR.maxlist = _REPR.maxtuple = _REPR.maxset = _REPR.maxfrozenset = 3
+_REPR.maxdeque = _REPR.maxarray = 3
+_REPR.maxstring = _REPR.maxlong = _REPR.maxother = MAX_ECHO_CHARS
+# Error types whose ``input`` is not the refused value itself (a missing field's is the record).
+_NO_PREVIEW = frozenset({"missing"})
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` if it fits in ``limit`` characters, else its prefix and how much was cut."""
+    if len(text) <= limit:
+        return text
+    suffix = f"… (+{len(text) - limit} chars)"
+    return text[:max(limit - len(suffix), 0)] + suffix
+
+
+def preview(value: Any) -> str:
+    """A short, bounded ``repr`` of a refused value: a prefix of a long string, not all of it."""
+    if isinstance(value, str | bytes | bytearray):
+        text = repr(value[:MAX_ECHO_CHARS])
+        return text if len(value) <= MAX_ECHO_CHARS else f"{text}… ({len(value)} chars)"
+    try:
+        text = _REPR.repr(value)
+    except ValueError:  # an int too long for str()
+        text = f"<{type(value).__name__}>"
+    return clip(text, 2 * MAX_ECHO_CHARS)
+
 
 @dataclass(frozen=True)
 class Rejection:
-    """Why a record was refused: the first failing field and the validator's message."""
+    """Why a record was refused: the first failing field and the validator's message.
+
+    Both are capped (``MAX_FIELD_CHARS``, ``MAX_REASON_CHARS``) whoever builds the rejection.
+    """
 
     field: str
     reason: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "field", clip(self.field, MAX_FIELD_CHARS))
+        object.__setattr__(self, "reason", clip(self.reason, MAX_REASON_CHARS))
 
     def __str__(self) -> str:
         return f"{self.field}: {self.reason}"
 
 
 def rejection_from(err: ValidationError) -> Rejection:
-    first = err.errors(include_url=False)[0]
+    first = err.errors(include_url=False, include_context=False)[0]
     loc = ".".join(str(p) for p in first["loc"]) or "<record>"
-    return Rejection(field=loc, reason=first["msg"])
+    reason = first["msg"]
+    if first["type"] not in _NO_PREVIEW and "input" in first:
+        reason = f"{reason}; got {preview(first['input'])}"
+    return Rejection(field=loc, reason=reason)
 
 
 def validate_record(record: Any) -> Event | Rejection:

@@ -16,6 +16,9 @@ from typing import Any
 
 from dataflow_playground.core.receipts import now_us
 
+# A service lists only the first rejections of a call; the rest are counted under this key.
+UNLISTED = "(not listed)"
+
 
 @dataclass
 class WriterStats:
@@ -28,7 +31,7 @@ class WriterStats:
     retries: int = 0
     gave_up_events: int = 0  # retries exhausted: the caller dropped these
     errors: Counter[str] = field(default_factory=Counter)
-    reasons: Counter[str] = field(default_factory=Counter)  # field of each rejection
+    reasons: Counter[str] = field(default_factory=Counter)  # field of each rejection (or UNLISTED)
 
     def to_dict(self) -> dict[str, Any]:
         return {"batches": self.batches, "events": self.events, "accepted": self.accepted,

@@ -23,7 +23,7 @@ from tenacity import (
 )
 
 from dataflow_playground.core.receipts import now_us
-from dataflow_playground.producers.base import FlowWriter
+from dataflow_playground.producers.base import UNLISTED, FlowWriter
 
 SENT_HEADER = "x-sent-at-us"
 
@@ -86,9 +86,11 @@ class RestWriter(FlowWriter):
             return
         out = resp.json()
         self.stats.accepted += int(out["accepted"])
-        self.stats.rejected += len(out["rejected"])
-        for r in out["rejected"]:
+        self.stats.rejected += int(out["rejected"])
+        for r in out["rejections"]:
             self.stats.reasons[r["field"]] += 1
+        if out["rejections_omitted"]:
+            self.stats.reasons[UNLISTED] += int(out["rejections_omitted"])
 
     def close(self) -> None:
         self.client.close()

@@ -26,7 +26,7 @@ from tenacity import (
 
 from dataflow_playground.core.proto import events_pb2, events_pb2_grpc
 from dataflow_playground.core.receipts import now_us
-from dataflow_playground.producers.base import FlowWriter
+from dataflow_playground.producers.base import UNLISTED, FlowWriter
 
 SENT_METADATA = "x-sent-at-us"
 TRANSIENT_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -93,9 +93,11 @@ class RpcWriter(FlowWriter):
 
     def _count_reply(self, reply: events_pb2.IngestReply) -> None:
         self.stats.accepted += reply.accepted
-        self.stats.rejected += len(reply.rejected)
-        for r in reply.rejected:
+        self.stats.rejected += reply.rejected
+        for r in reply.rejections:
             self.stats.reasons[r.field] += 1
+        if reply.rejections_omitted:
+            self.stats.reasons[UNLISTED] += reply.rejections_omitted
 
     # --- unary ----------------------------------------------------------------------------
 

@@ -23,3 +23,35 @@ def free_ports(n: int) -> list[int]:
 def run_cli(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "dataflow_playground.app.cli", *args], env=env,
                           capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def produce_each_codec(bootstrap: str, topic: str, per_codec: int, seed: int) -> dict[str, set[int]]:
+    """Produce ``per_codec`` valid events with each Kafka codec in turn; the event ids by codec.
+
+    One plain kafka-python producer per codec (``compression_type``), so the topic holds
+    batches of every kind; the broker keeps each producer's codec (``compression.type=producer``).
+    Events are in event-time order across the codecs, so stream engines see them in order.
+    """
+    from kafka import KafkaProducer
+
+    from dataflow_playground.core.kafka_codecs import CODECS
+    from dataflow_playground.producers.generator import GeneratorConfig, wire_records
+
+    records = list(wire_records(GeneratorConfig(events=per_codec * len(CODECS), seed=seed)))
+    by_codec: dict[str, set[int]] = {}
+    for i, codec in enumerate(CODECS):
+        chunk = records[i * per_codec:(i + 1) * per_codec]
+        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
+                                 compression_type=None if codec == "none" else codec)
+        futures = [producer.send(topic, key=r.key, value=r.value) for r in chunk]
+        producer.flush(timeout=30)
+        producer.close()
+        for f in futures:
+            f.get(timeout=30)  # raises the delivery error, if any
+        by_codec[codec] = {r.event_id for r in chunk if r.event_id is not None}
+    return by_codec
+
+
+def missing_by_codec(expected: dict[str, set[int]], got: set[int]) -> dict[str, int]:
+    """How many of each codec's events are not in ``got`` (all zeros when nothing is lost)."""
+    return {codec: len(ids - got) for codec, ids in expected.items()}

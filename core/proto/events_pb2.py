@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+dataflow_playground/core/proto/events.proto\x12\x13\x64\x61taflow.playground\"\xb0\x01\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12\x13\n\x0bmerchant_id\x18\x03 \x01(\x03\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x06 \x01(\t\x12\x13\n\x06\x64\x65vice\x18\x07 \x01(\tH\x00\x88\x01\x01\x12\n\n\x02ts\x18\x08 \x01(\x03\x12\x10\n\x08is_fraud\x18\t \x01(\x08\x42\t\n\x07_device\"L\n\nEventBatch\x12*\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1a.dataflow.playground.Event\x12\x12\n\nsent_at_us\x18\x02 \x01(\x03\"8\n\x08Rejected\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"P\n\x0bIngestReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12/\n\x08rejected\x18\x02 \x03(\x0b\x32\x1d.dataflow.playground.Rejected2\xa1\x01\n\x06Ingest\x12\x44\n\x04Send\x12\x1a.dataflow.playground.Event\x1a .dataflow.playground.IngestReply\x12Q\n\nSendStream\x12\x1f.dataflow.playground.EventBatch\x1a .dataflow.playground.IngestReply(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+dataflow_playground/core/proto/events.proto\x12\x13\x64\x61taflow.playground\"\xb0\x01\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12\x13\n\x0bmerchant_id\x18\x03 \x01(\x03\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x06 \x01(\t\x12\x13\n\x06\x64\x65vice\x18\x07 \x01(\tH\x00\x88\x01\x01\x12\n\n\x02ts\x18\x08 \x01(\x03\x12\x10\n\x08is_fraud\x18\t \x01(\x08\x42\t\n\x07_device\"L\n\nEventBatch\x12*\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1a.dataflow.playground.Event\x12\x12\n\nsent_at_us\x18\x02 \x01(\x03\"8\n\x08Rejected\x12\r\n\x05index\x18\x01 \x01(\x03\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x80\x01\n\x0bIngestReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12\x31\n\nrejections\x18\x02 \x03(\x0b\x32\x1d.dataflow.playground.Rejected\x12\x10\n\x08rejected\x18\x03 \x01(\x03\x12\x1a\n\x12rejections_omitted\x18\x04 \x01(\x03\x32\xa1\x01\n\x06Ingest\x12\x44\n\x04Send\x12\x1a.dataflow.playground.Event\x1a .dataflow.playground.IngestReply\x12Q\n\nSendStream\x12\x1f.dataflow.playground.EventBatch\x1a .dataflow.playground.IngestReply(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,8 +37,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVENTBATCH']._serialized_end=323
   _globals['_REJECTED']._serialized_start=325
   _globals['_REJECTED']._serialized_end=381
-  _globals['_INGESTREPLY']._serialized_start=383
-  _globals['_INGESTREPLY']._serialized_end=463
-  _globals['_INGEST']._serialized_start=466
-  _globals['_INGEST']._serialized_end=627
+  _globals['_INGESTREPLY']._serialized_start=384
+  _globals['_INGESTREPLY']._serialized_end=512
+  _globals['_INGEST']._serialized_start=515
+  _globals['_INGEST']._serialized_end=676
 # @@protoc_insertion_point(module_scope)

@@ -47,9 +47,13 @@ class Rejected(_message.Message):
     def __init__(self, index: _Optional[int] = ..., field: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class IngestReply(_message.Message):
-    __slots__ = ("accepted", "rejected")
+    __slots__ = ("accepted", "rejections", "rejected", "rejections_omitted")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    REJECTIONS_FIELD_NUMBER: _ClassVar[int]
     REJECTED_FIELD_NUMBER: _ClassVar[int]
+    REJECTIONS_OMITTED_FIELD_NUMBER: _ClassVar[int]
     accepted: int
-    rejected: _containers.RepeatedCompositeFieldContainer[Rejected]
-    def __init__(self, accepted: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[Rejected, _Mapping]]] = ...) -> None: ...
+    rejections: _containers.RepeatedCompositeFieldContainer[Rejected]
+    rejected: int
+    rejections_omitted: int
+    def __init__(self, accepted: _Optional[int] = ..., rejections: _Optional[_Iterable[_Union[Rejected, _Mapping]]] = ..., rejected: _Optional[int] = ..., rejections_omitted: _Optional[int] = ...) -> None: ...

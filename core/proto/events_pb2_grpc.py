@@ -51,7 +51,9 @@ class IngestServicer:
 
     def Send(self, request, context):
         """One event; a bad value fails the call with INVALID_ARGUMENT ("<field>: <reason>").
-        The send time travels in the "x-sent-at-us" metadata entry.
+        The send time travels in the "x-sent-at-us" metadata entry (decimal UTC microseconds,
+        0 to 2^63-1; anything else is INVALID_ARGUMENT). Bytes that are not an Event are
+        INVALID_ARGUMENT too.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -59,6 +61,8 @@ class IngestServicer:
 
     def SendStream(self, request_iterator, context):
         """Client streaming: batches in, one summary out. Bad records are listed, good ones kept.
+        A batch over the per-message record limit is refused whole (one rejection, field
+        "events") and the stream goes on.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -8,7 +8,8 @@ protocol versions Kafka 4.1 still accepts; what broke was compression: the
 playground's producers write lz4 batches and aiokafka decodes lz4 through
 ``cramjam`` (not the ``lz4`` package), so without it the fetcher crashes with
 ``UnsupportedCodecError: Libraries for lz4 compression codec not found``.
-``cramjam`` is a project dependency for that reason.
+``cramjam`` is a project dependency for that reason, and :func:`build_app` checks
+every codec (:mod:`dataflow_playground.core.kafka_codecs`) before joining the group.
 
 State lives in memory; on start the worker forgets its group's committed offsets
 and replays the input topic from the beginning (bounded by retention), so a
@@ -25,14 +26,22 @@ import faust
 from faust.types import TP
 
 from dataflow_playground.core import kafka_admin
+from dataflow_playground.core.kafka_codecs import require_codecs
 from dataflow_playground.core.settings import get_settings
 from dataflow_playground.features.online_store import OnlineStoreWriter
-from dataflow_playground.features.stream.worker import WorkerConfig, build_runner, parse_config, prepare
+from dataflow_playground.features.stream.worker import (
+    WorkerConfig,
+    build_runner,
+    parse_config,
+    prepare,
+    published_dead_letters,
+)
 
 log = logging.getLogger(__name__)
 
 
 def build_app(cfg: WorkerConfig) -> faust.App:
+    require_codecs("aiokafka", "the faust stream engine")
     app = faust.App(
         cfg.app_id,
         broker=f"kafka://{cfg.bootstrap}",
@@ -61,7 +70,8 @@ def build_app(cfg: WorkerConfig) -> faust.App:
     def send_dead(key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> None:
         dlq.send_soon(key=key, value=value, headers=headers)
 
-    runner = build_runner(cfg, partitions, store, send_features, send_dead)
+    published = published_dead_letters(cfg.bootstrap, cfg.dlq_topic, cfg.input_topic)
+    runner = build_runner(cfg, partitions, store, send_features, send_dead, published)
 
     def backlog(partition: int) -> bool:
         try:

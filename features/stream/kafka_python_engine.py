@@ -27,9 +27,16 @@ from types import FrameType
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from dataflow_playground.core import kafka_admin
+from dataflow_playground.core.kafka_codecs import require_codecs
 from dataflow_playground.core.settings import get_settings
 from dataflow_playground.features.online_store import OnlineStoreWriter
-from dataflow_playground.features.stream.worker import WorkerConfig, build_runner, parse_config, prepare
+from dataflow_playground.features.stream.worker import (
+    WorkerConfig,
+    build_runner,
+    parse_config,
+    prepare,
+    published_dead_letters,
+)
 from dataflow_playground.producers.to_kafka import CachedKeyPartitioner
 
 log = logging.getLogger(__name__)
@@ -39,6 +46,7 @@ class KafkaPythonWorker:
     def __init__(self, cfg: WorkerConfig) -> None:
         self.cfg = cfg
         self.stopping = False
+        require_codecs("kafka-python", "the kafka-python stream engine")
         self.consumer = KafkaConsumer(
             cfg.input_topic, bootstrap_servers=cfg.bootstrap, group_id=cfg.app_id,
             client_id=f"{cfg.app_id}-kp", auto_offset_reset="earliest",
@@ -63,7 +71,8 @@ class KafkaPythonWorker:
         def send_dead(key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> None:
             send(dlq, key=key, value=value, headers=headers)
 
-        self.runner = build_runner(cfg, partitions, self.store, send_features, send_dead)
+        published = published_dead_letters(cfg.bootstrap, dlq, cfg.input_topic)
+        self.runner = build_runner(cfg, partitions, self.store, send_features, send_dead, published)
         self._ends: dict[TopicPartition, int] = {}
         self._ends_at = 0.0
         self.runner.orderer.backlog = self._backlog

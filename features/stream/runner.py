@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from dataflow_playground.core.dead_letters import FEATURES_STAGE, dead_letter_headers, source_id
 from dataflow_playground.core.schema import Event
 from dataflow_playground.core.validation import Rejection, decode_batch
 from dataflow_playground.features.online_store import OnlineStoreWriter
@@ -29,7 +30,8 @@ Record = tuple[int, int, bytes | None, bytes, int]
 @dataclass
 class RunnerStats:
     consumed: int = 0
-    dead_lettered: int = 0
+    dead_lettered: int = 0  # bad records met, whether their dead letter was published now or before
+    dead_letters_known: int = 0  # of those, already on the dead-letter topic (an earlier run's)
     emitted: int = 0
     corrections_emitted: int = 0
 
@@ -37,9 +39,12 @@ class RunnerStats:
 class StreamRunner:
     def __init__(self, engine: FeatureEngine, orderer: EventTimeOrderer[tuple[Entry, int]],
                  store: OnlineStoreWriter, send_features: Send, send_dead: SendDead,
-                 record_freshness: bool = False, heartbeat_s: float = 1.0) -> None:
+                 record_freshness: bool = False, heartbeat_s: float = 1.0,
+                 published_dead: set[str] | None = None) -> None:
         self.engine, self.orderer, self.store = engine, orderer, store
         self.send_features, self.send_dead = send_features, send_dead
+        # Sources whose dead letter an earlier run published (the input is replayed on start).
+        self.published_dead = published_dead or set()
         self.record_freshness = record_freshness
         self.heartbeat_s = heartbeat_s
         self.stats = RunnerStats()
@@ -71,10 +76,13 @@ class StreamRunner:
     def _accept(self, partition: int, offset: int, key: bytes | None, value: bytes, produced_ms: int,
                 topic: str, event: Event | Rejection) -> None:
         if isinstance(event, Rejection):
+            # Key and value as consumed; the documented headers (core/dead_letters.py).
             self.stats.dead_lettered += 1
-            self.send_dead(key, value, [("reason", str(event).encode()),
-                                        ("source", f"kafka:{topic}:{partition}:{offset}".encode()),
-                                        ("stage", b"features-worker")])
+            source = source_id(topic, partition, offset)
+            if source in self.published_dead:
+                self.stats.dead_letters_known += 1
+                return
+            self.send_dead(key, value, dead_letter_headers(str(event), FEATURES_STAGE, source))
             return
         entry = entry_from(event)
         arrival = self.orderer.push(partition, entry[0], entry[1], (entry, produced_ms))
@@ -116,6 +124,7 @@ class StreamRunner:
         return {
             "consumed": self.stats.consumed, "processed": eng.processed,
             "dead_lettered": self.stats.dead_lettered, "emitted": self.stats.emitted,
+            "dead_letters_known": self.stats.dead_letters_known,
             "late_accepted": lat.late_accepted, "late_dropped": lat.late_dropped,
             "max_lateness_ms": lat.max_lateness_ms, "late_for_key": eng.late_for_key,
             "corrections": self.stats.corrections_emitted, "buffered": len(self.orderer),

@@ -6,10 +6,12 @@ Run: ``uvicorn dataflow_playground.services.rest.app:create_app --factory``
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 
 from dataflow_playground import __version__
-from dataflow_playground.services.rest import events, features, health
+from dataflow_playground.services.rest import errors, events, features, health
 from dataflow_playground.services.rest.limits import BodySizeLimit
 
 
@@ -23,4 +25,13 @@ def create_app() -> FastAPI:
     app.include_router(events.router)
     app.include_router(features.router)
     app.add_middleware(BodySizeLimit, prefixes=("/events",))
+    errors.install(app)
+    built = app.openapi  # FastAPI builds the document once and caches it
+
+    def openapi() -> dict[str, Any]:
+        spec = built()
+        spec.setdefault("components", {}).setdefault("schemas", {}).update(events.openapi_components())
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

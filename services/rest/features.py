@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel
 
+from dataflow_playground.core.schema import INT64_MAX
 from dataflow_playground.core.settings import get_settings
 from dataflow_playground.features.definitions import ENTITIES
 from dataflow_playground.features.online_store import (
@@ -22,6 +23,7 @@ from dataflow_playground.features.online_store import (
     now_ms,
     online_store_path,
 )
+from dataflow_playground.services.rest.errors import responses
 
 router = APIRouter(prefix="/features", tags=["features"])
 
@@ -52,8 +54,15 @@ def get_reader() -> Iterator[OnlineStoreReader]:
 Reader = Annotated[OnlineStoreReader, Depends(get_reader)]
 
 
-@router.get("/{entity}/{entity_id}", response_model=FeaturesOut)
-def get_features(entity: str, entity_id: Annotated[int, Path(ge=0)], reader: Reader) -> FeaturesOut:
+# The entity is checked in the handler (404 naming the known ones), and listed in the schema.
+Entity = Annotated[str, Path(description="the kind of entity", json_schema_extra={"enum": list(ENTITIES)})]
+# Ids are int64 in the store: a larger one is refused here, before SQLite would overflow.
+EntityId = Annotated[int, Path(ge=0, le=INT64_MAX, description="the entity's id (int64)")]
+
+
+@router.get("/{entity}/{entity_id}", response_model=FeaturesOut, responses=responses(404, 422, 503))
+def get_features(entity: Entity, entity_id: EntityId, reader: Reader) -> FeaturesOut:
+    """The latest stream feature values of one entity; 404 if the stream has not seen it."""
     if entity not in ENTITIES:
         raise HTTPException(status_code=404,
                             detail=f"unknown entity {entity!r}; use one of {', '.join(ENTITIES)}")

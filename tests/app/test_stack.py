@@ -8,13 +8,17 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 import pytest
 
 from dataflow_playground.app import stack
 from dataflow_playground.core.errors import PortInUseError
+from dataflow_playground.core.schema import Event
 from dataflow_playground.core.settings import Settings
+from dataflow_playground.producers.generator import GeneratorConfig, generate_events
+from dataflow_playground.storage.duckdb_store import EventStore
 from tests.helpers import free_ports
 
 
@@ -77,3 +81,37 @@ def test_port_taken_cli_error_is_clear(tmp_path: Path) -> None:
     assert out.returncode == 2, out.stdout + out.stderr
     assert f"port {k}" in out.stdout and "PLAYGROUND_KAFKA_PORT" in out.stdout
     assert not list(Path(tmp_path, "run").glob("*.pid"))
+
+
+def test_status_reports_the_store_or_why_it_cannot(tmp_path: Path) -> None:
+    """`status` reads the DuckDB store read-only: its duplicates; a missing or busy file is a note."""
+    s = _settings(tmp_path)
+    missing = stack.store_status(s)
+    assert missing.figures is None and missing.note and "not created yet" in missing.note
+
+    events = [Event(**e) for e in generate_events(GeneratorConfig(events=5, seed=3))]  # type: ignore[arg-type]
+    again = events[2].model_copy(update={"amount": 9.5})
+    batch = [*events, again]
+    recs = [SimpleNamespace(topic="t", partition=0, offset=i, key=b"k", value=e.model_dump_json().encode())
+            for i, e in enumerate(batch)]
+    with EventStore(s.store_path) as store:
+        store.write_records(batch, recs, [], {("t", 0): (0, len(batch))})
+    env = {**os.environ, "PLAYGROUND_DATA_DIR": str(tmp_path), "PLAYGROUND_KAFKA_PORT": str(s.kafka_port),
+           "PLAYGROUND_KAFKA_CONTROLLER_PORT": str(s.kafka_controller_port),
+           "PLAYGROUND_REST_PORT": str(s.rest_port), "PLAYGROUND_RPC_PORT": str(s.rpc_port)}
+    out = subprocess.run([sys.executable, "-m", "dataflow_playground.app.cli", "status"], env=env,
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 1  # nothing runs; the store line does not change the verdict
+    assert "5 events, 0 dead letters, 1 duplicates" in out.stdout, out.stdout
+
+    hold = (f"import duckdb,time; c=duckdb.connect({str(s.store_path)!r}); print('ok', flush=True); "
+            "time.sleep(30)")
+    holder = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
+        busy = stack.store_status(s)
+        assert busy.figures is None and busy.note
+        assert "open for writing by another process" in busy.note and f"PID {holder.pid}" in busy.note
+    finally:
+        holder.kill()
+        holder.wait()

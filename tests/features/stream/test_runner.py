@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from dataflow_playground.core.dead_letters import FEATURES_STAGE, DeadLetterInfo
 from dataflow_playground.core.schema import Event
 from dataflow_playground.core.validation import Rejection, decode_batch, decode_event
 from dataflow_playground.features.batch_sql import BatchFeatures
 from dataflow_playground.features.definitions import FEATURES
 from dataflow_playground.features.online_store import OnlineStoreReader
 from dataflow_playground.features.parity import compare
-from dataflow_playground.features.stream.testing import MemorySource, run_in_memory
+from dataflow_playground.features.stream.testing import MemorySink, MemorySource, memory_runner, run_in_memory
 from dataflow_playground.producers.generator import (
     MALFORMED_KINDS,
     GeneratorConfig,
@@ -56,7 +57,8 @@ def test_polls_equal_batch_and_dead_letters(tmp_path: Path, seed: int) -> None:
     runner, sink = run_in_memory(source, tmp_path / "online.sqlite")
 
     assert runner.stats.dead_lettered == len(sink.dead) == malformed > 0
-    assert all(dict(h)["reason"] and dict(h)["stage"] == b"features-worker" for _k, _v, h in sink.dead)
+    infos = [DeadLetterInfo.from_headers(h) for _k, _v, h in sink.dead]
+    assert all(i.reason and i.stage == FEATURES_STAGE and i.source.startswith("kafka:in:") for i in infos)
     good = {r.event_id for r in wire_records(cfg) if r.event_id is not None}
     table = generate_table(cfg)
     table = table.filter([eid in good for eid in table.column("event_id").to_pylist()])
@@ -85,3 +87,22 @@ def test_memory_source_keeps_per_key_order_and_interleaves() -> None:
     flat = [r for poll in polls for part in poll for r in part]
     assert sorted(flat, key=lambda r: (r[0], r[1])) == sorted(
         [r for recs in source.partitions.values() for r in recs], key=lambda r: (r[0], r[1]))
+
+
+def test_a_replay_publishes_only_dead_letters_not_yet_published(tmp_path: Path) -> None:
+    """Workers replay their input on start: a bad record already dead-lettered is not sent again."""
+    cfg = GeneratorConfig(events=600, seed=33, malformed_rate=0.1)
+    source = MemorySource.from_wire(((r.key, r.value) for r in wire_records(cfg)), PARTITIONS)
+    _, first = run_in_memory(source, tmp_path / "first.sqlite")
+    sources = sorted(DeadLetterInfo.from_headers(h).source for _k, _v, h in first.dead)
+    assert len(set(sources)) == len(sources) > 10
+    # The first run died before its last dead letter reached the topic: the restart sends that one.
+    sink = MemorySink()
+    runner = memory_runner(tmp_path / "second.sqlite", sink, sorted(source.partitions))
+    runner.published_dead = set(sources[:-1])
+    for poll in source.polls():
+        runner.step(poll, "in")
+    assert [DeadLetterInfo.from_headers(h).source for _k, _v, h in sink.dead] == sources[-1:]
+    assert runner.stats.dead_lettered == len(sources)
+    assert runner.counters()["dead_letters_known"] == len(sources) - 1
+    runner.store.close()

@@ -86,3 +86,20 @@ def test_negative_id_is_422_naming_the_field(client: TestClient, tmp_path: Path)
     r = client.get("/features/user/-1")
     assert r.status_code == 422
     assert "entity_id" in r.text
+
+
+@pytest.mark.parametrize("entity_id", [str(2**63), str(2**64 + 5), "9" * 40])
+def test_id_beyond_int64_is_422_naming_the_field_not_a_500(client: TestClient, tmp_path: Path,
+                                                          entity_id: str) -> None:
+    _write_store(tmp_path)
+    r = client.get(f"/features/user/{entity_id}")
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"]["field"] == "entity_id"
+    assert all(rd.closed for rd in CountingReader.opened)
+
+
+def test_id_at_the_int64_bound_is_looked_up(client: TestClient, tmp_path: Path) -> None:
+    _write_store(tmp_path)
+    r = client.get(f"/features/user/{2**63 - 1}")
+    assert r.status_code == 404 and "no features for user" in r.json()["detail"]
+    assert [rd.closed for rd in CountingReader.opened] == [True]
