@@ -13,6 +13,7 @@ from dataflow_playground.app.console import console
 from dataflow_playground.app.features_cli import features_app
 from dataflow_playground.app.flow.cli import flow_app
 from dataflow_playground.app.lab.cli import formats_command, lab_app
+from dataflow_playground.app.train.cli import train_app
 from dataflow_playground.core.errors import PlaygroundError
 from dataflow_playground.core.settings import STREAM_ENGINES, get_settings
 
@@ -28,6 +29,7 @@ app.add_typer(lab_app, name="lab")
 app.add_typer(flow_app, name="flow")
 app.command("formats")(formats_command)
 app.add_typer(features_app, name="features")
+app.add_typer(train_app, name="train")
 
 
 @app.command("fetch-kafka")

@@ -46,6 +46,10 @@ class ParityReport:
     parameters: dict[str, Any] = field(default_factory=dict)
     engine: str = "faust"
     dead_letter_records: int = 0  # read back from the dead-letter topic
+    # The raw per-event values behind ``per_event`` (not in ``to_json``): the stream's, by
+    # event_id, as read from the worker's features topic, and the batch training table's rows.
+    stream_values: dict[int, dict[str, object]] = field(default_factory=dict, repr=False)
+    batch_rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -139,6 +143,7 @@ def run_parity(settings: Settings, events: int, seed: int = 42, rate: float = 2.
                                     online, features=(f,))[f.name]
         return ParityReport(events=events, per_event=per_event, final_state=final, counters=counters,
                             engine=engine, dead_letter_records=dead,
+                            stream_values=stream_values, batch_rows=training,
                             parameters={"events": events, "seed": seed, "rate": rate,
                                         "out_of_order": out_of_order, "max_lateness_ms": max_lateness_ms,
                                         "allowed_lateness_ms": allowed_lateness_ms,

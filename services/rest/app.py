@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from dataflow_playground import __version__
-from dataflow_playground.services.rest import errors, events, features, health
+from dataflow_playground.services.rest import errors, events, features, health, score
 from dataflow_playground.services.rest.limits import BodySizeLimit
 
 
@@ -19,12 +19,13 @@ def create_app() -> FastAPI:
     app = FastAPI(
         title="dataflow-playground",
         version=__version__,
-        description="Ingestion and feature-serving endpoints of the dataflow playground.",
+        description="Ingestion, feature-serving and scoring endpoints of the dataflow playground.",
     )
     app.include_router(health.router)
     app.include_router(events.router)
     app.include_router(features.router)
-    app.add_middleware(BodySizeLimit, prefixes=("/events",))
+    app.include_router(score.router)
+    app.add_middleware(BodySizeLimit, prefixes=("/events", "/score"))
     errors.install(app)
     built = app.openapi  # FastAPI builds the document once and caches it
 

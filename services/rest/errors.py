@@ -37,12 +37,16 @@ class MessageOut(BaseModel):
 
 _DESCRIPTIONS: dict[int, tuple[type[BaseModel], str]] = {
     status.HTTP_404_NOT_FOUND: (MessageOut, "no such resource; `detail` says which"),
+    status.HTTP_409_CONFLICT: (ErrorOut, "stored data disagrees with what the request needs "
+                                         "(e.g. a feature the model needs is not in the online "
+                                         "vector); `detail.field` names it"),
     status.HTTP_413_CONTENT_TOO_LARGE: (ErrorOut, "body larger than the limit (2 MiB), or more records "
                                                   "than a batch may hold"),
     status.HTTP_415_UNSUPPORTED_MEDIA_TYPE: (ErrorOut, "the body is not `application/json`"),
     status.HTTP_422_UNPROCESSABLE_CONTENT: (ErrorOut, "malformed JSON, an invalid field, header or "
                                                       "parameter; `detail.field` names it"),
-    status.HTTP_503_SERVICE_UNAVAILABLE: (MessageOut, "a store this resource reads is not there yet"),
+    status.HTTP_503_SERVICE_UNAVAILABLE: (MessageOut, "a store or model this resource reads is not there "
+                                                     "yet, or is incompatible; `detail` says what to do"),
 }
 
 

@@ -8,7 +8,8 @@ service does: what it takes, what it refuses, and what it answers.
 
 Two things are pinned so that "schema-valid" is one exact set: the clock (the bound on
 ``ts`` moves with it, and the schema and the validator read the same ``clock_ms``), and
-the online store (one entity in it, so a feature lookup is 200 or 404, never 503).
+the online store (one entity in it, so a feature lookup is 200 or 404, never 503), and the
+fraud model (a small one trained here, so a score is never refused for want of a model).
 The batch endpoint takes the good records of a batch and refuses the bad ones one by one
 (200, each listed or counted in ``rejected``), as documented; a schema-violating item is
 therefore refused in the reply, not by a 4xx, and the negative check says exactly that.
@@ -27,13 +28,16 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.core.failures import AcceptedNegativeData
 from schemathesis.specs.openapi.checks import negative_data_rejection
 
+from dataflow_playground.app.train.leakage import train_model
 from dataflow_playground.core import schema as event_schema
 from dataflow_playground.core.settings import Settings
 from dataflow_playground.features.online_store import OnlineStoreWriter, online_store_path
+from dataflow_playground.producers.generator import GeneratorConfig, generate_table
 from dataflow_playground.services.ingest import Ingest
 from dataflow_playground.services.rest import features as features_route
 from dataflow_playground.services.rest.app import create_app
 from dataflow_playground.services.rest.events import get_ingest
+from dataflow_playground.services.rest.score import get_model
 
 MAX_EXAMPLES = 30  # per operation and phase; the whole run stays within seconds
 # What counts as refusing a schema-violating request: schemathesis' default list plus 413
@@ -49,6 +53,7 @@ APP = create_app()
 with pytest.MonkeyPatch.context() as mp:
     mp.setattr(event_schema, "clock_ms", lambda: NOW_MS)
     schema = schemathesis.openapi.from_asgi("/openapi.json", APP, config=SchemathesisConfig.from_dict(CONFIG))
+MODEL = train_model(generate_table(GeneratorConfig(events=2_000, seed=3, rate=0.2)), seed=3, max_iter=5)
 
 
 @pytest.fixture(autouse=True)
@@ -61,6 +66,7 @@ def pinned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(features_route, "get_settings", lambda: settings_)
     ingest = Ingest(tmp_path / "ingest", source="rest")
     APP.dependency_overrides[get_ingest] = lambda: ingest
+    APP.dependency_overrides[get_model] = lambda: MODEL
     yield
     APP.dependency_overrides.clear()
     ingest.close()

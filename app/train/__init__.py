@@ -1,0 +1,1 @@
+"""Training data: sampling, splits and leakage, and the model the service scores with."""
