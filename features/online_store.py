@@ -141,3 +141,19 @@ class OnlineStoreReader:
 
     def close(self) -> None:
         self.con.close()
+
+
+def event_time_frontier(settings: Settings) -> int:
+    """The latest event time the stack's features worker has seen (0 before it wrote any).
+
+    Events sent to its topic earlier than this minus its allowed lateness are dropped as late,
+    so whoever adds events to a topic the worker already read stamps them after this.
+    """
+    path = online_store_path(settings)
+    if not path.exists():
+        return 0
+    reader = OnlineStoreReader(path)
+    try:
+        return int(reader.stats().get("frontier_ts", 0))
+    finally:
+        reader.close()

@@ -5,6 +5,10 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
+
+from dataflow_playground.core.settings import Settings
+from dataflow_playground.features.online_store import event_time_frontier
 
 
 def free_ports(n: int) -> list[int]:
@@ -55,3 +59,10 @@ def produce_each_codec(bootstrap: str, topic: str, per_codec: int, seed: int) ->
 def missing_by_codec(expected: dict[str, set[int]], got: set[int]) -> dict[str, int]:
     """How many of each codec's events are not in ``got`` (all zeros when nothing is lost)."""
     return {codec: len(ids - got) for codec, ids in expected.items()}
+
+
+def fresh_event_time_ms(settings: Settings) -> int:
+    """An event time for events sent to the session stack's shared topic: after the wall clock
+    and after every event its features worker has seen, so none of them is late, whatever
+    other tests sent before."""
+    return max(int(time.time() * 1000), event_time_frontier(settings)) + 60_000

@@ -40,6 +40,7 @@ from dataflow_playground.app.results import markdown_table, write_results
 from dataflow_playground.core.errors import PlaygroundError
 from dataflow_playground.core.settings import Settings
 from dataflow_playground.features.model import FraudModel, ModelMissing, load_model, model_path, save_model
+from dataflow_playground.features.online_store import event_time_frontier
 from dataflow_playground.producers.generator import GeneratorConfig, generate_table, wire_records
 from dataflow_playground.producers.to_kafka import make_producer, produce
 
@@ -150,11 +151,11 @@ def _skew_run(settings: Settings, cfg: ServingConfig, model: FraudModel, out_of_
 def _serve_pool(settings: Settings, cfg: ServingConfig, say: Say) -> list[bytes]:
     """Produce the pool's events to the stack's topic; wait until the stream serves their entities.
 
-    The events are stamped just before now, so on a topic that already holds older events they
-    are the latest and never late. Returns the bodies of the events whose user and merchant
-    ``GET /features`` answers for.
+    The events are stamped just before now, or after the latest event time the worker has seen
+    if that is later, so on a topic that already holds events they are the latest and never
+    late. Returns the bodies of the events whose user and merchant ``GET /features`` answers for.
     """
-    start_ms = int(time.time() * 1000) - 60_000
+    start_ms = max(int(time.time() * 1000) - 60_000, event_time_frontier(settings) + 60_000)
     gen = GeneratorConfig(events=cfg.pool_events, seed=cfg.seed + 1000, rate=1_000.0, start_ms=start_ms)
     records = [r for r in wire_records(gen) if r.event_id is not None]
     table = generate_table(gen)

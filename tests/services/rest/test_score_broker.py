@@ -12,9 +12,9 @@ import pytest
 from dataflow_playground.app.train.leakage import train_model
 from dataflow_playground.core.settings import Settings
 from dataflow_playground.features.model import model_path, save_model
-from dataflow_playground.features.online_store import now_ms
 from dataflow_playground.producers.generator import GeneratorConfig, encode_event, generate_table
 from dataflow_playground.producers.to_kafka import make_producer, produce
+from tests.helpers import fresh_event_time_ms
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -34,10 +34,10 @@ def test_score_is_the_model_on_the_served_features(kafka_stack: Settings) -> Non
     model = train_model(generate_table(GeneratorConfig(events=3_000, seed=21, rate=0.2)), seed=21,
                         max_iter=20)
     save_model(model, model_path(kafka_stack))
-    # Ids of our own, and event times near the wall clock: after every other test's events, so
-    # nothing here is late for the worker, and within the 24 h the schema allows ahead.
+    # Ids of our own, and event times after every event the worker has seen (other tests share
+    # its topic), so nothing here is late; within the 24 h the schema allows ahead.
     user, merchant = 10**12 + 31, 10**12 + 32
-    t0 = now_ms() - 3_600_000
+    t0 = fresh_event_time_ms(kafka_stack)
     mine = [{"event_id": 10**12 + 300 + i, "user_id": user, "merchant_id": merchant, "amount": amount,
              "currency": "EUR", "country": "DE", "device": "ios", "ts": t0 + i * 120_000,
              "is_fraud": False} for i, amount in enumerate([25.0, 640.0, 980.0, 1_200.0, 15.5])]
