@@ -51,25 +51,30 @@ def _value_expr(spec: FeatureSpec) -> str:
     return f"CASE WHEN {cond} THEN {col} END"
 
 
-def _aggregate(spec: FeatureSpec) -> str:
-    v, w = _value_expr(spec), _window_name(spec)
+def scalar_aggregate_sql(spec: FeatureSpec, value: str, window: str) -> str:
+    """The SQL of ``spec``'s aggregation of ``value`` over ``window`` (a window name or a
+    parenthesised window definition); every aggregation but the list-valued ``last_k``."""
     match spec.agg:
         case Agg.COUNT:
-            return f"count({v}) OVER {w}"
+            return f"count({value}) OVER {window}"
         case Agg.SUM:
-            return f"coalesce(sum({v}) OVER {w}, 0.0)"
+            return f"coalesce(sum({value}) OVER {window}, 0.0)"
         case Agg.AVG | Agg.MIN | Agg.MAX:
-            return f"{spec.agg.value}({v}) OVER {w}"
+            return f"{spec.agg.value}({value}) OVER {window}"
         case Agg.DISTINCT:
-            return f"count(DISTINCT {v}) OVER {w}"
+            return f"count(DISTINCT {value}) OVER {window}"
         case Agg.TIME_SINCE_LAST:
-            return f"ts - max({v}) OVER {w}"
-        case Agg.LAST_K:
-            key = spec.entity.key
-            return (f"list(CASE WHEN NOT _probe THEN struct_pack(t := ts, a := {spec.column}) END) "
-                    f"OVER (PARTITION BY {key} ORDER BY ts, _ord, event_id "
-                    f"ROWS BETWEEN {spec.k} PRECEDING AND 1 PRECEDING)")
-    raise AssertionError(spec.agg)
+            return f"ts - max({value}) OVER {window}"
+    raise ValueError(f"feature {spec.name}: {spec.agg} is not a scalar aggregation")
+
+
+def _aggregate(spec: FeatureSpec) -> str:
+    if spec.agg == Agg.LAST_K:
+        key = spec.entity.key
+        return (f"list(CASE WHEN NOT _probe THEN struct_pack(t := ts, a := {spec.column}) END) "
+                f"OVER (PARTITION BY {key} ORDER BY ts, _ord, event_id "
+                f"ROWS BETWEEN {spec.k} PRECEDING AND 1 PRECEDING)")
+    return scalar_aggregate_sql(spec, _value_expr(spec), _window_name(spec))
 
 
 def _features_sql(base: str, features: tuple[FeatureSpec, ...]) -> str:

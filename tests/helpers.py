@@ -6,6 +6,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+
+import httpx
 
 from dataflow_playground.core.settings import Settings
 from dataflow_playground.features.online_store import event_time_frontier
@@ -66,3 +69,15 @@ def fresh_event_time_ms(settings: Settings) -> int:
     and after every event its features worker has seen, so none of them is late, whatever
     other tests sent before."""
     return max(int(time.time() * 1000), event_time_frontier(settings)) + 60_000
+
+
+def poll_get(url: str, done: Callable[[httpx.Response], bool], what: str, timeout_s: float = 60
+             ) -> httpx.Response:
+    """GET ``url`` until ``done`` accepts the answer; fail naming ``what`` and the last answer."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        resp = httpx.get(url, timeout=5)
+        if done(resp):
+            return resp
+        assert time.monotonic() < deadline, f"{what} within {timeout_s:.0f}s; last answer {resp.text}"
+        time.sleep(0.2)

@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 from matplotlib.figure import Figure
 
 from dataflow_playground.app.results import markdown_table, write_results
-from dataflow_playground.features.batch_sql import BatchFeatures
+from dataflow_playground.features.batch_sql import BatchFeatures, scalar_aggregate_sql
 from dataflow_playground.features.definitions import FEATURES, Agg, FeatureSpec
 from dataflow_playground.features.model import (
     FraudModel,
@@ -92,19 +92,8 @@ class LeakageConfig:
 def _leaky_aggregate(spec: FeatureSpec, frame: str) -> str:
     col = {Agg.COUNT: "1", Agg.TIME_SINCE_LAST: "ts"}.get(spec.agg, spec.column)
     v = f"CASE WHEN {spec.where.sql()} THEN {col} END" if spec.where else str(col)
-    over = f"OVER (PARTITION BY {spec.entity.key} ORDER BY ts {frame.format(w=spec.window_ms)})"
-    match spec.agg:
-        case Agg.COUNT:
-            return f"count({v}) {over}"
-        case Agg.SUM:
-            return f"coalesce(sum({v}) {over}, 0.0)"
-        case Agg.AVG | Agg.MIN | Agg.MAX:
-            return f"{spec.agg.value}({v}) {over}"
-        case Agg.DISTINCT:
-            return f"count(DISTINCT {v}) {over}"
-        case Agg.TIME_SINCE_LAST:
-            return f"ts - max({v}) {over}"
-    raise ValueError(f"{spec.name}: {spec.agg} has no leaky compilation here")
+    window = f"(PARTITION BY {spec.entity.key} ORDER BY ts {frame.format(w=spec.window_ms)})"
+    return scalar_aggregate_sql(spec, v, window)
 
 
 def leaky_training_sql(source: str, variant: str, features: Sequence[FeatureSpec]) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import httpx
 import pyarrow as pa
@@ -28,7 +27,7 @@ from dataflow_playground.producers.generator import (
     wire_records,
 )
 from dataflow_playground.producers.to_kafka import make_producer, produce
-from tests.helpers import fresh_event_time_ms
+from tests.helpers import fresh_event_time_ms, poll_get
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -47,17 +46,6 @@ def test_out_of_order_converges(kafka_stack: Settings) -> None:
     assert doc["stream_counters"]["late_accepted"] > 0
     assert doc["stream_counters"]["late_dropped"] == 0
     assert doc["final_state_mismatches"] == 0
-
-
-def _poll(url: str, done: Callable[[httpx.Response], bool], what: str, timeout_s: float = 60
-          ) -> httpx.Response:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        resp = httpx.get(url, timeout=5)
-        if done(resp):
-            return resp
-        assert time.monotonic() < deadline, f"{what} within {timeout_s:.0f}s; last answer {resp.text}"
-        time.sleep(0.2)
 
 
 def _stats(settings: Settings) -> dict[str, int]:
@@ -91,7 +79,7 @@ def test_stack_worker_serves_rest_and_survives_bad_events(kafka_stack: Settings)
     expected = BatchFeatures(pa.Table.from_pylist(mine, schema=arrow_schema())).snapshot()[("user", user)]
 
     url = f"{kafka_stack.rest_url}/features/user/{user}"
-    body = _poll(url, lambda r: r.status_code == 200 and r.json()["as_of"] == mine[-1]["ts"] + 1,
+    body = poll_get(url, lambda r: r.status_code == 200 and r.json()["as_of"] == mine[-1]["ts"] + 1,
                  "the user's latest features did not appear").json()
     assert body["values"].keys() == expected.keys()
     wrong = {k: (v, expected[k]) for k, v in body["values"].items() if not values_equal(v, expected[k])}

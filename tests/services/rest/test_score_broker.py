@@ -3,9 +3,6 @@ online store, then the REST service scores a new payment with exactly the served
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import httpx
 import pytest
 
@@ -14,20 +11,9 @@ from dataflow_playground.core.settings import Settings
 from dataflow_playground.features.model import model_path, save_model
 from dataflow_playground.producers.generator import GeneratorConfig, encode_event, generate_table
 from dataflow_playground.producers.to_kafka import make_producer, produce
-from tests.helpers import fresh_event_time_ms
+from tests.helpers import fresh_event_time_ms, poll_get
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-
-
-def _poll(url: str, done: Callable[[httpx.Response], bool], what: str, timeout_s: float = 60
-          ) -> httpx.Response:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        resp = httpx.get(url, timeout=5)
-        if done(resp):
-            return resp
-        assert time.monotonic() < deadline, f"{what} within {timeout_s:.0f}s; last answer {resp.text}"
-        time.sleep(0.2)
 
 
 def test_score_is_the_model_on_the_served_features(kafka_stack: Settings) -> None:
@@ -50,7 +36,7 @@ def test_score_is_the_model_on_the_served_features(kafka_stack: Settings) -> Non
     assert mine[-1]["ts"] == last
     served: dict[str, object] = {}
     for entity, id_ in (("user", user), ("merchant", merchant)):
-        body = _poll(f"{kafka_stack.rest_url}/features/{entity}/{id_}",
+        body = poll_get(f"{kafka_stack.rest_url}/features/{entity}/{id_}",
                      lambda r: r.status_code == 200 and r.json()["as_of"] == last + 1,
                      f"the {entity}'s features did not appear").json()
         served.update(body["values"])
