@@ -79,9 +79,14 @@ def serve_sink(
 
 
 @app.command()
-def up() -> None:
-    """Start the native stack in the background: Kafka (KRaft), REST, gRPC, the features worker."""
-    stack.up(get_settings(), on_event=lambda m: console.print(f"  {m}"))
+def up(
+    stream_workers: Annotated[int | None, typer.Option(
+        "--stream-workers", min=1, max=stack.MAX_STREAM_WORKERS,
+        help="run this many stream workers in one consumer group (default: keep what runs, "
+             "at least 1); fewer than before stops the extra ones and their partitions move")] = None,
+) -> None:
+    """Start the native stack in the background: Kafka (KRaft), REST, gRPC, the stream workers."""
+    stack.up(get_settings(), on_event=lambda m: console.print(f"  {m}"), stream_workers=stream_workers)
     _print_status()
 
 
@@ -173,6 +178,64 @@ def bench_batch_vs_stream(
     paths = run_bench(get_settings(), events=events, stream_events=stream_events, repeats=repeats,
                       freshness_seconds=freshness_seconds, engines=engine, stream_repeats=stream_repeats)
     console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
+@bench_app.command("stream")
+def bench_stream(
+    events: Annotated[int, typer.Option(min=1, max=20_000_000,
+                                        help="events pre-filled for each catch-up (throughput) run")
+                      ] = 1_000_000,
+    workers: Annotated[str, typer.Option(help="worker counts to compare, comma-separated")] = "1,2",
+    engine: Annotated[str, typer.Option(
+        help=f"stream engines, comma-separated: {', '.join(STREAM_ENGINES)}")] = ",".join(STREAM_ENGINES),
+    repeats: Annotated[int, typer.Option(min=1, max=20,
+                                         help="catch-up + recovery runs per engine x workers (median)")] = 3,
+    rate: Annotated[float, typer.Option(min=10.0, max=50_000.0,
+                                        help="offered events/s while measuring freshness and recovery")
+                    ] = 2_000.0,
+    freshness_seconds: Annotated[float, typer.Option(min=1.0, max=600.0,
+                                                     help="seconds of paced events for freshness")] = 20.0,
+    kill_after: Annotated[float, typer.Option(min=0.5, max=60.0,
+                                              help="seconds of paced events before worker 0 is SIGKILLed")
+                          ] = 3.0,
+    warmup_events: Annotated[int, typer.Option(min=0, help="untimed catch-up per engine first (0: none)")
+                             ] = 20_000,
+    recovery_timeout: Annotated[float, typer.Option(
+        min=5.0, max=1800.0, help="seconds after the SIGKILL before a recovery counts as not done")] = 120.0,
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures as one JSON object on stdout")
+                       ] = False,
+) -> None:
+    """Stream engines by worker count: catch-up events/s and CPU, freshness, recovery after a SIGKILL."""
+    import json
+
+    from rich.console import Console
+
+    from dataflow_playground.app.bench.stream import (
+        StreamBenchConfig,
+        StreamBenchError,
+        parse_engines,
+        parse_workers,
+        run_bench,
+        summary_table,
+    )
+
+    settings = get_settings()
+    try:
+        cfg = StreamBenchConfig(events=events, workers=tuple(parse_workers(workers)),
+                                engines=tuple(parse_engines(engine)), repeats=repeats, rate=rate,
+                                freshness_seconds=freshness_seconds, kill_after_s=kill_after,
+                                warmup_events=warmup_events, recovery_timeout_s=recovery_timeout,
+                                partitions=settings.partitions)
+    except StreamBenchError as err:
+        raise typer.BadParameter(str(err)) from err
+    ui = Console(stderr=True) if as_json else console
+    summary = run_bench(settings, cfg, ui)
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
+    else:
+        console.print(summary_table(summary))
+        console.print(f"[bold]Takeaway:[/bold] {summary['takeaway']}")
+        console.print(f"[dim]wrote {', '.join(summary['results'].values())}[/dim]")
 
 
 def main() -> None:

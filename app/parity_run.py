@@ -33,6 +33,8 @@ from dataflow_playground.features.online_store import OnlineStoreReader
 from dataflow_playground.features.parity import FeatureParity, compare
 from dataflow_playground.features.stream.process import WorkerProcess
 from dataflow_playground.features.stream.registry import stream_engine
+from dataflow_playground.features.stream.runner import dedupe_feature_records
+from dataflow_playground.features.stream.worker import internal_topics
 from dataflow_playground.producers.generator import GeneratorConfig, generate_table, wire_records
 from dataflow_playground.producers.to_kafka import make_producer, produce
 
@@ -68,21 +70,33 @@ class ParityReport:
 
 def read_feature_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 60.0
                        ) -> dict[int, dict[str, object]]:
-    """Per-event values from the worker's output topic (``kind == "event"``), by event_id."""
+    """Per-event values from the workers' output topic, user and merchant merged by event_id.
+
+    Reads until ``expected`` events have both stages' values (or the topic is quiet for
+    ``timeout_s``); repeats (a task recomputing after a restore) are deduplicated.
+    """
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                              enable_auto_commit=False, consumer_timeout_ms=int(timeout_s * 1000),
                              max_poll_records=5000)
-    out: dict[int, dict[str, object]] = {}
+    raw: list[bytes] = []
+    stages: dict[int, int] = {}
+    complete = 0
     try:
         for msg in consumer:
+            raw.append(msg.value)
             rec = orjson.loads(msg.value)
-            if rec.get("kind") == "event":
-                out[rec["event_id"]] = rec["values"]
-                if len(out) >= expected:
-                    break
+            if rec.get("kind") != "events":
+                continue
+            bit = 1 if rec["stage"] == "user" else 2
+            for ev in rec["events"]:
+                before = stages.get(ev["event_id"], 0)
+                stages[ev["event_id"]] = before | bit
+                complete += before != 3 and before | bit == 3
+            if complete >= expected:
+                break
     finally:
         consumer.close()
-    return out
+    return dedupe_feature_records(raw)[0]
 
 
 def run_parity(settings: Settings, events: int, seed: int = 42, rate: float = 2.0,
@@ -126,7 +140,8 @@ def run_parity(settings: Settings, events: int, seed: int = 42, rate: float = 2.
                 sent.sent, timeout_s=max(120.0, events / 1000),
                 on_stats=lambda st: bar.update(task2, completed=st.get("consumed", 0)))
         with ui.status("reading the stream's per-event values"):
-            stream_values = read_feature_topic(bootstrap, out_topic, counters["processed"])
+            stream_values = read_feature_topic(
+                bootstrap, out_topic, min(counters["processed"], counters.get("merchant_processed", 0)))
             reader = OnlineStoreReader(worker.store)
             online = reader.all()
             reader.close()
@@ -151,8 +166,9 @@ def run_parity(settings: Settings, events: int, seed: int = 42, rate: float = 2.
                                         "partitions": settings.partitions})
     finally:
         worker.stop()
-        leader = [f"{app_id}-__assignor-__leader"] if engine == "faust" else []  # faust makes it
-        kafka_admin.delete_topics(bootstrap, [topic, out_topic, dlq, *leader])
+        existing = set(kafka_admin.list_topics(bootstrap))
+        kafka_admin.delete_topics(bootstrap, [t for t in [topic, out_topic, dlq, *internal_topics(app_id)]
+                                              if t in existing])
         if started.get("kafka"):
             stack.stop(stack.KAFKA, settings)
             say("  kafka: stopped (this command started it)")

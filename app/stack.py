@@ -87,25 +87,42 @@ RPC = Component(
 )
 
 
-def _features_worker_healthy(settings: Settings) -> bool:
-    return worker_healthy(settings)
+def features_worker(index: int) -> Component:
+    """Stream worker ``index`` (faust, or kafka-python with PLAYGROUND_STREAM_ENGINE).
+
+    Every worker joins the same consumer group and they share the partitions; each is a
+    static member under its own id, so a restarted one gets its partitions straight back.
+    No port of its own; healthy = a fresh heartbeat of its own in the online store.
+    """
+    worker_id = f"features-w{index}"
+    return Component(
+        name="features-worker" if index == 0 else f"features-worker-{index}",
+        ports=lambda s: {},
+        command=lambda s: [sys.executable, "-m", ENGINES[s.stream_engine].module,
+                           "--worker-id", worker_id],
+        healthy=lambda s: worker_healthy(s, worker_id),
+        main_port=lambda s: 0,
+    )
 
 
-def _features_worker_command(settings: Settings) -> list[str]:
-    return [sys.executable, "-m", ENGINES[settings.stream_engine].module]
-
-
-# The stream features worker (faust, or kafka-python with PLAYGROUND_STREAM_ENGINE): no port of
-# its own; healthy = a fresh heartbeat in its store.
-FEATURES_WORKER = Component(
-    name="features-worker",
-    ports=lambda s: {},
-    command=_features_worker_command,
-    healthy=_features_worker_healthy,
-    main_port=lambda s: 0,
-)
-# Start order; `down` stops in reverse.
+FEATURES_WORKER = features_worker(0)
+# Start order; `down` stops in reverse. `up` adds workers 1.. when asked for more than one.
 COMPONENTS: list[Component] = [KAFKA, REST, RPC, FEATURES_WORKER]
+MAX_STREAM_WORKERS = 16
+
+
+def stack_components(settings: Settings, workers: int | None = None) -> list[Component]:
+    """What the stack runs with ``workers`` stream workers (default: the ones started before, or 1)."""
+    n = workers if workers is not None else max(1, len(_extra_worker_names(settings)) + 1)
+    return [*COMPONENTS, *(features_worker(i) for i in range(1, n))]
+
+
+def _extra_worker_names(settings: Settings) -> list[str]:
+    """Stream workers beyond the first that have a PID file (started by an earlier `up`)."""
+    run = settings.run_dir
+    if not run.exists():
+        return []
+    return sorted((p.stem for p in run.glob("features-worker-*.pid")), key=lambda n: int(n.rsplit("-", 1)[1]))
 
 
 # --- PID files -----------------------------------------------------------------------------
@@ -228,11 +245,25 @@ def start(comp: Component, settings: Settings) -> tuple[PidRecord, bool]:
 
 
 def up(settings: Settings, components: list[Component] | None = None,
-       on_event: Callable[[str], None] = lambda _msg: None) -> dict[str, bool]:
-    """Start every component not yet running, create the topics; {name: started_now}."""
+       on_event: Callable[[str], None] = lambda _msg: None,
+       stream_workers: int | None = None) -> dict[str, bool]:
+    """Start every component not yet running, create the topics; {name: started_now}.
+
+    ``stream_workers``: run exactly that many stream workers (stopping extra ones: their
+    partitions move to the others); ``None`` keeps what runs, at least one.
+    """
     settings.run_dir.mkdir(parents=True, exist_ok=True)
+    if stream_workers is not None:
+        if not 1 <= stream_workers <= MAX_STREAM_WORKERS:
+            raise ValueError(f"stream workers must be between 1 and {MAX_STREAM_WORKERS}, "
+                             f"got {stream_workers}")
+        for name in _extra_worker_names(settings):
+            if int(name.rsplit("-", 1)[1]) >= stream_workers and (rec := read_pid(settings, name)):
+                on_event(f"{name}: stopping pid {rec.pid} (its partitions move to the others)")
+                _stop_pid(rec, settings.shutdown_timeout_s)
+                pid_file(settings, name).unlink(missing_ok=True)
     started: dict[str, bool] = {}
-    for comp in components or COMPONENTS:
+    for comp in components or stack_components(settings, stream_workers):
         if comp is KAFKA and settings.bootstrap_servers_override:
             on_event(f"kafka: using external broker {settings.bootstrap_servers}")
             continue
@@ -247,7 +278,7 @@ def up(settings: Settings, components: list[Component] | None = None,
 
 def status(settings: Settings) -> list[ComponentStatus]:
     out = []
-    for comp in COMPONENTS:
+    for comp in stack_components(settings):
         rec = read_pid(settings, comp.name)
         external = comp is KAFKA and settings.bootstrap_servers_override is not None
         healthy = comp.healthy(settings) if (rec or external) else False
@@ -321,7 +352,7 @@ def stop(comp: Component, settings: Settings) -> bool:
 def down(settings: Settings, on_event: Callable[[str], None] = lambda _msg: None) -> list[str]:
     """Stop every running component in reverse start order; return the names stopped."""
     stopped = []
-    for comp in reversed(COMPONENTS):
+    for comp in reversed(stack_components(settings)):
         rec = read_pid(settings, comp.name)
         if rec is None:
             continue

@@ -44,6 +44,12 @@ class TopicSpec:
     name: str
     partitions: int
     retention_ms: int | None = None
+    configs: tuple[tuple[str, str], ...] = ()  # other topic configs, e.g. (("cleanup.policy", "compact"),)
+
+    def topic_configs(self) -> dict[str, str]:
+        out = {"retention.ms": str(self.retention_ms)} if self.retention_ms else {}
+        out.update(self.configs)
+        return out
 
 
 def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> list[str]:
@@ -54,8 +60,7 @@ def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> list[str]:
         existing = set(client.list_topics())
         todo = [s for s in specs if s.name not in existing]
         new = [
-            NewTopic(s.name, s.partitions, 1,
-                     topic_configs={"retention.ms": str(s.retention_ms)} if s.retention_ms else {})
+            NewTopic(s.name, s.partitions, 1, topic_configs=s.topic_configs())
             for s in todo
         ]
         if new:
@@ -66,6 +71,14 @@ def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> list[str]:
             except KafkaError as err:
                 raise StackError(f"creating topics {[s.name for s in todo]} failed: {err}") from err
         return [s.name for s in todo]
+    finally:
+        client.close()
+
+
+def list_topics(bootstrap: str) -> list[str]:
+    client = admin(bootstrap)
+    try:
+        return list(client.list_topics())
     finally:
         client.close()
 

@@ -1,14 +1,20 @@
-"""The online store: SQLite in WAL mode, one writer (the stream worker), many readers (REST).
+"""The online store: one SQLite file in WAL mode, written by every stream worker, read by REST.
 
-Why SQLite WAL: the REST service runs in another process and must read while the
-worker writes. WAL gives readers a consistent snapshot without blocking the writer
-and survives either process restarting; the file is the whole interface, so the
-REST service needs no Kafka client. (Consuming the ``features`` topic in the REST
-process would also work, but every REST worker would then hold a full copy.)
+Why SQLite WAL with several writers: the REST service runs in another process and must
+read while workers write. WAL gives readers a consistent snapshot without blocking
+writers; writers take turns on SQLite's write lock (a commit is a few ms and each worker
+commits once per poll, so with a handful of workers on one machine they rarely wait, and
+``busy_timeout`` covers it). The file is the whole interface, so the REST service needs
+no Kafka client and sees every partition. Each entity id belongs to one task at a time,
+so writers never fight over a row; the one race left (a worker that lost a partition still
+writing its last batch) is made harmless by the upsert, which never replaces a vector with
+an older one (``as_of`` only moves forward). Workers on several machines would need a
+networked store (e.g. Redis or Postgres) behind the same two classes.
 
 Tables: ``online_features`` (latest vector per entity id, with event-time ``as_of``
-and wall-clock ``updated_ms`` for freshness), ``stream_stats`` (counters and a
-heartbeat) and, when asked, ``freshness`` (per event: produced -> visible).
+and wall-clock ``updated_ms`` for freshness), ``task_stats`` (each task's counters,
+written by whoever owns the task), ``worker_stats`` (each worker's heartbeat and
+checkpoint figures) and, when asked, ``freshness`` (per event and stage: produced -> visible).
 """
 
 from __future__ import annotations
@@ -25,14 +31,20 @@ from dataflow_playground.core.errors import PlaygroundError
 from dataflow_playground.core.settings import Settings
 
 HEARTBEAT_MAX_AGE_MS = 5_000
+SCHEMA_VERSION = 2
+# Task counters that combine across tasks by their maximum; the others add up.
+_MAX_COUNTERS = frozenset({"max_lateness_ms", "frontier_ts", "allowed_lateness_ms"})
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS online_features (
     entity TEXT NOT NULL, id INTEGER NOT NULL, as_of INTEGER NOT NULL,
     vals TEXT NOT NULL, updated_ms INTEGER NOT NULL, PRIMARY KEY (entity, id));
-CREATE TABLE IF NOT EXISTS stream_stats (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS freshness (event_id INTEGER NOT NULL, produced_ms INTEGER NOT NULL,
-    visible_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS task_stats (task TEXT NOT NULL, name TEXT NOT NULL,
+    value INTEGER NOT NULL, PRIMARY KEY (task, name));
+CREATE TABLE IF NOT EXISTS worker_stats (worker TEXT NOT NULL, name TEXT NOT NULL,
+    value INTEGER NOT NULL, PRIMARY KEY (worker, name));
+CREATE TABLE IF NOT EXISTS freshness (event_id INTEGER NOT NULL, stage TEXT NOT NULL,
+    produced_ms INTEGER NOT NULL, visible_ms INTEGER NOT NULL);
 """
 
 
@@ -57,54 +69,69 @@ def online_store_path(settings: Settings) -> Path:
     return settings.data_dir / "features_online.sqlite"
 
 
-def worker_healthy(settings: Settings) -> bool:
-    """The features worker wrote its heartbeat within the last few seconds."""
+def worker_healthy(settings: Settings, worker_id: str | None = None) -> bool:
+    """A features worker (``worker_id``, or any) wrote its heartbeat within the last few seconds."""
     path = online_store_path(settings)
     if not path.exists():
         return False
     try:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0)
         try:
-            row = con.execute("SELECT value FROM stream_stats WHERE name = 'heartbeat_ms'").fetchone()
+            row = con.execute("SELECT max(value) FROM worker_stats WHERE name = 'heartbeat_ms' "
+                              "AND (? IS NULL OR worker = ?)", (worker_id, worker_id)).fetchone()
         finally:
             con.close()
     except sqlite3.Error:
         return False
-    return row is not None and now_ms() - row[0] < HEARTBEAT_MAX_AGE_MS
+    return row is not None and row[0] is not None and now_ms() - row[0] < HEARTBEAT_MAX_AGE_MS
 
 
 class OnlineStoreWriter:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
         self.con.execute("PRAGMA journal_mode=WAL")
         # NORMAL: a commit is durable against a process crash, not a power cut; fine for a cache
         # that is rebuilt from Kafka.
         self.con.execute("PRAGMA synchronous=NORMAL")
+        if self.con.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            # A file from before per-task counters: its vectors are rebuilt from Kafka anyway.
+            self.con.executescript("DROP TABLE IF EXISTS stream_stats; DROP TABLE IF EXISTS freshness; "
+                                   "DROP TABLE IF EXISTS online_features;")
+            self.con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self.con.executescript(_DDL)
 
     def reset(self) -> None:
-        self.con.executescript(
-            "DELETE FROM online_features; DELETE FROM stream_stats; DELETE FROM freshness;")
+        self.con.executescript("DELETE FROM online_features; DELETE FROM task_stats; "
+                               "DELETE FROM worker_stats; DELETE FROM freshness;")
 
-    def write(self, rows: Iterable[tuple[str, int, int, dict[str, object]]], stats: dict[str, int],
-              freshness: list[tuple[int, int]] | None = None) -> int:
-        """Upsert vectors and counters in one transaction; return the commit's wall time (ms)."""
+    def write(self, rows: Iterable[tuple[str, int, int, dict[str, object]]],
+              tasks: dict[str, dict[str, int]] | None = None, worker: dict[str, int] | None = None,
+              worker_id: str = "worker", freshness: list[tuple[int, str, int]] | None = None) -> int:
+        """Upsert vectors and counters in one transaction; return the commit's wall time (ms).
+
+        ``freshness``: ``(event_id, stage, produced_ms)`` of events whose values this commit
+        makes visible.
+        """
         ts = now_ms()
         con = self.con
-        con.execute("BEGIN")
+        con.execute("BEGIN IMMEDIATE")
         con.executemany(
             "INSERT INTO online_features VALUES (?, ?, ?, ?, ?) ON CONFLICT (entity, id) DO UPDATE "
-            "SET as_of = excluded.as_of, vals = excluded.vals, updated_ms = excluded.updated_ms",
+            "SET as_of = excluded.as_of, vals = excluded.vals, updated_ms = excluded.updated_ms "
+            "WHERE excluded.as_of >= online_features.as_of",
             [(e, i, a, orjson.dumps(v), ts) for e, i, a, v in rows])
-        con.executemany("INSERT OR REPLACE INTO stream_stats VALUES (?, ?)",
-                        [*stats.items(), ("heartbeat_ms", ts)])
+        con.executemany("INSERT OR REPLACE INTO task_stats VALUES (?, ?, ?)",
+                        [(task, k, v) for task, counters in (tasks or {}).items()
+                         for k, v in counters.items()])
+        con.executemany("INSERT OR REPLACE INTO worker_stats VALUES (?, ?, ?)",
+                        [(worker_id, k, v) for k, v in (*(worker or {}).items(), ("heartbeat_ms", ts))])
         con.execute("COMMIT")
         if freshness:
             done = now_ms()  # visible to readers from the commit on
-            con.executemany("INSERT INTO freshness VALUES (?, ?, ?)",
-                            [(eid, produced, done) for eid, produced in freshness])
+            con.executemany("INSERT INTO freshness VALUES (?, ?, ?, ?)",
+                            [(eid, stage, produced, done) for eid, stage, produced in freshness])
         return ts
 
     def close(self) -> None:
@@ -130,14 +157,51 @@ class OnlineStoreReader:
         return {(e, i): orjson.loads(v) for e, i, v in
                 self.con.execute("SELECT entity, id, vals FROM online_features")}
 
-    def stats(self) -> dict[str, int]:
+    def task_stats(self) -> dict[str, dict[str, int]]:
+        """Each task's counters (``user-0``, ``merchant-2``, ...), as its latest owner wrote them."""
+        out: dict[str, dict[str, int]] = {}
         try:
-            return dict(self.con.execute("SELECT name, value FROM stream_stats").fetchall())
+            for task, name, value in self.con.execute("SELECT task, name, value FROM task_stats"):
+                out.setdefault(task, {})[name] = value
         except sqlite3.OperationalError:
-            return {}
+            pass
+        return out
 
-    def freshness(self) -> list[tuple[int, int, int]]:
-        return self.con.execute("SELECT event_id, produced_ms, visible_ms FROM freshness").fetchall()
+    def worker_stats(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        try:
+            for worker, name, value in self.con.execute("SELECT worker, name, value FROM worker_stats"):
+                out.setdefault(worker, {})[name] = value
+        except sqlite3.OperationalError:
+            pass
+        return out
+
+    def stats(self) -> dict[str, int]:
+        """All tasks' counters combined: user-stage ones by their names, merchant-stage ones
+        prefixed ``merchant_``; plus ``heartbeat_ms`` (newest worker) and ``assigned_partitions``
+        and ``workers`` (of the workers alive, heartbeat within the last few seconds)."""
+        out: dict[str, int] = {}
+        for task, counters in self.task_stats().items():
+            prefix = "" if task.startswith("user-") else "merchant_"
+            for name, value in counters.items():
+                key = prefix + name
+                if name in _MAX_COUNTERS:
+                    out[key] = max(out.get(key, value), value)
+                else:
+                    out[key] = out.get(key, 0) + value
+        out["buffered"] = out.get("merchant_buffered", 0) + out.get("buffered", 0)
+        workers = self.worker_stats()
+        beats = [w.get("heartbeat_ms", 0) for w in workers.values()]
+        if beats:
+            out["heartbeat_ms"] = max(beats)
+        alive = [w for w in workers.values() if now_ms() - w.get("heartbeat_ms", 0) < HEARTBEAT_MAX_AGE_MS]
+        out["workers"] = len(alive)
+        out["assigned_partitions"] = sum(w.get("assigned_partitions", 0) for w in alive)
+        return out
+
+    def freshness(self) -> list[tuple[int, str, int, int]]:
+        """``(event_id, stage, produced_ms, visible_ms)`` rows."""
+        return self.con.execute("SELECT event_id, stage, produced_ms, visible_ms FROM freshness").fetchall()
 
     def close(self) -> None:
         self.con.close()

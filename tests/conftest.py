@@ -22,7 +22,7 @@ from hypothesis import settings as hypothesis_settings
 
 from dataflow_playground.app import stack
 from dataflow_playground.core import kafka_admin
-from dataflow_playground.core.settings import Settings
+from dataflow_playground.core.settings import Settings, get_settings
 from tests.helpers import free_ports, run_cli
 
 # CI runs a fixed, bounded search: the same examples every run, nothing replayed from a
@@ -48,6 +48,14 @@ def seed(request: pytest.FixtureRequest) -> int:
     value = int(os.environ.get("PLAYGROUND_TEST_SEED", random.randrange(2**31)))
     print(f"\n[{request.node.name}] seed={value} (replay: PLAYGROUND_TEST_SEED={value})")
     return value
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> Iterator[None]:
+    """Each test reads the settings its own environment gives (``get_settings`` is cached)."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="session")

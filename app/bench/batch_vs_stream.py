@@ -1,11 +1,13 @@
 """``playground bench batch-vs-stream``: the same features, batch (DuckDB) vs the stream engines.
 
 Measures: batch wall time and events/s over N events (median of repeats after a
-warm-up); for each
-stream engine (faust, kafka-python): sustained events/s (a worker catching up on a
-pre-filled topic, median of repeats), its CPU seconds per 1M events, and freshness
-(Kafka CreateTime of an event -> the commit that makes its entities' values visible
-in the online store) p50/p99 at ~10/50/90% of that engine's maximum, plus 2,000 events/s.
+warm-up); for each stream engine (faust, kafka-python): sustained events/s (one worker,
+owning every task of both stages, catching up on a pre-filled topic, median of repeats),
+its CPU seconds per 1M events, and freshness (Kafka CreateTime of an event -> the commit
+that makes its values visible in both stages, user and merchant, of the online store)
+p50/p99 at ~10/50/90% of that engine's maximum, plus 2,000 events/s. Topics, worker groups,
+pacing and the freshness figure are :mod:`.stream`'s (``playground bench stream`` measures
+the same engines by worker count, with recovery).
 The load average before and after is recorded: on a shared 2-core machine it moves
 the figures several-fold.
 """
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +23,20 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from dataflow_playground.app import stack
+from dataflow_playground.app.bench.stream import (
+    StreamRun,
+    event_freshness,
+    event_records,
+    latency_summary,
+    paced_produce,
+)
 from dataflow_playground.app.console import console
 from dataflow_playground.app.results import markdown_table, median, timed_repeats, write_results
-from dataflow_playground.core import kafka_admin
 from dataflow_playground.core.settings import STREAM_ENGINES, Settings
 from dataflow_playground.features.batch_sql import BatchFeatures
 from dataflow_playground.features.definitions import FEATURES
-from dataflow_playground.features.online_store import OnlineStoreReader
-from dataflow_playground.features.stream.process import WorkerProcess
 from dataflow_playground.features.stream.registry import stream_engine
-from dataflow_playground.producers.generator import GeneratorConfig, generate_table, wire_records
-from dataflow_playground.producers.to_kafka import make_producer, produce
+from dataflow_playground.producers.generator import GeneratorConfig, generate_table
 
 TARGET_BATCH_EPS = 500_000
 TARGET_STREAM_EPS = 10_000
@@ -48,79 +52,37 @@ def _bench_batch(events: int, repeats: int) -> dict[str, Any]:
     return {"events": events, "repeats_s": times, "wall_s": wall, "events_per_s": events / wall}
 
 
-class _Run:
-    """A fresh topic trio and a worker for one measurement; cleaned up on exit."""
-
-    def __init__(self, settings: Settings, workdir: Path, record_freshness: bool, engine: str) -> None:
-        rid = uuid.uuid4().hex[:8]
-        self.settings, self.topic = settings, f"bench-bs-{rid}"
-        self.topics = [self.topic, f"{self.topic}.features", f"{self.topic}.dlq"]
-        if engine == "faust":  # faust creates its assignor's topic; delete it too
-            self.topics.append(f"{self.topic}-__assignor-__leader")
-        kafka_admin.ensure_topics(settings.bootstrap_servers, [
-            kafka_admin.TopicSpec(self.topic, settings.partitions),
-            kafka_admin.TopicSpec(self.topics[1], settings.partitions),
-            kafka_admin.TopicSpec(self.topics[2], 1)])
-        self.worker = WorkerProcess(settings, self.topic, self.topics[1], self.topics[2],
-                                    workdir / f"{rid}.sqlite", self.topic,
-                                    record_freshness=record_freshness, engine=engine)
-
-    def __enter__(self) -> _Run:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.worker.stop()
-        kafka_admin.delete_topics(self.settings.bootstrap_servers, self.topics)
-
-
 def _bench_stream_max(settings: Settings, workdir: Path, events: int, engine: str) -> dict[str, Any]:
-    cfg = GeneratorConfig(events=events, rate=2.0, seed=7)
-    with _Run(settings, workdir, record_freshness=False, engine=engine) as run:
-        producer = make_producer(settings.bootstrap_servers)
-        produce(producer, run.topic, ((r.key, r.value) for r in wire_records(cfg)))
-        producer.close()
-        run.worker.start()
-        cpu0, t0 = run.worker.cpu_seconds(), time.perf_counter()
+    records = event_records(events, seed=7)
+    with StreamRun(settings, workdir, engine, prefix="bench-bs") as run:
+        run.produce(records)
+        run.group.start(1)  # returns once the worker owns every task (both stages)
+        cpu0, t0 = run.group.cpu_seconds(), time.perf_counter()
         with console.status(f"stream ({engine}): worker catching up on {events:,} events"):
-            run.worker.wait_drained(events, timeout_s=max(120.0, events / 500))
-        wall, cpu = time.perf_counter() - t0, run.worker.cpu_seconds() - cpu0
+            run.group.wait_drained(events, timeout_s=max(120.0, events / 500))
+        wall, cpu = time.perf_counter() - t0, run.group.cpu_seconds() - cpu0
     return {"events": events, "wall_s": wall, "events_per_s": events / wall,
             "cpu_s_per_1m_events": cpu / events * 1_000_000}
 
 
-def _paced_produce(settings: Settings, topic: str, cfg: GeneratorConfig, rate: float) -> float:
-    """Send at ``rate`` records/s (1 ms ticks); return the achieved rate."""
-    producer = make_producer(settings.bootstrap_servers, linger_ms=1)
-    records = [(r.key, r.value) for r in wire_records(cfg)]
-    start = time.perf_counter()
-    for i, (k, v) in enumerate(records):
-        due = start + i / rate
-        delay = due - time.perf_counter()
-        if delay > 0.001:
-            time.sleep(delay)
-        producer.send(topic, key=k, value=v)
-    producer.flush()
-    elapsed = time.perf_counter() - start
-    producer.close()
-    return len(records) / elapsed
-
-
 def _bench_freshness(settings: Settings, workdir: Path, rate: float, seconds: float,
                      engine: str) -> dict[str, Any]:
+    """Paced events on a fresh topic, one running worker; per event, produced -> visible in both
+    stages (user and merchant): an event's values are complete only once both are."""
     events = max(int(rate * seconds), 100)
-    cfg = GeneratorConfig(events=events, rate=2.0, seed=11)
-    with _Run(settings, workdir, record_freshness=True, engine=engine) as run:
-        run.worker.start()
+    records = event_records(events, seed=11)
+    with StreamRun(settings, workdir, engine, record_freshness=True, prefix="bench-bs") as run:
+        run.group.start(1)
         with console.status(f"freshness ({engine}) at {rate:,.0f} events/s for {seconds:.0f}s"):
-            achieved = _paced_produce(settings, run.topic, cfg, rate)
-            run.worker.wait_drained(events, timeout_s=120)
-        reader = OnlineStoreReader(run.worker.store)
-        rows = reader.freshness()
-        reader.close()
-    lat = np.array([visible - produced for _eid, produced, visible in rows], dtype=float)
+            achieved = paced_produce(settings, run.topic, records, rate).achieved_events_per_s
+            run.group.wait_drained(events, timeout_s=120)
+        reader = run.reader()
+        try:
+            fresh = event_freshness(reader.freshness())
+        finally:
+            reader.close()
     return {"offered_events_per_s": rate, "achieved_events_per_s": achieved, "events": events,
-            "samples": int(lat.size), "p50_ms": float(np.percentile(lat, 50)),
-            "p99_ms": float(np.percentile(lat, 99)), "max_ms": float(lat.max())}
+            "incomplete": fresh.incomplete, **latency_summary(fresh.values_ms)}
 
 
 Measured = dict[str, Any]

@@ -2,18 +2,15 @@
 
 Run: ``python -m dataflow_playground.features.stream.kafka_python_engine [--input-topic T ...]``
 (the arguments of every engine; ``PLAYGROUND_STREAM_ENGINE=kafka-python`` makes ``playground up``
-start this one as the ``features-worker``).
+start this one).
 
-Why it exists: faust sustained ~3,200 events/s, and most of its CPU went to faust's
-per-event machinery, aiokafka and one pydantic call per record, not to the windows.
-This loop keeps everything that defines the results (the operators, the event-time
-merge and its lateness policy, the online store, the ``features`` and dead-letter
-topics and their record layout) and changes only the wiring: one ``poll()`` returns
-up to ``batch_max`` records, they are validated in one call
-(:func:`dataflow_playground.core.validation.decode_batch`) and the online store is written once
-per poll.
-
-It replays the input topic on start, as the faust worker does (state is in memory).
+It joins the application's consumer group on the input and the repartition topic; the
+group's rebalance listener tells the runner which partitions (tasks) it owns, and the
+runner restores each from its checkpoint and says where to seek. One ``poll()`` returns up
+to ``batch_max`` records; each task takes its partition's share as one micro-batch, and its
+outputs leave as one record per task and step. With ``--worker-id`` the worker is a static
+group member: restarted under the same id, it gets its partitions back without waiting for
+the group to notice the old process is gone.
 """
 
 from __future__ import annotations
@@ -24,12 +21,13 @@ import sys
 import time
 from types import FrameType
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
+from kafka.errors import KafkaError
 
-from dataflow_playground.core import kafka_admin
 from dataflow_playground.core.kafka_codecs import require_codecs
 from dataflow_playground.core.settings import get_settings
 from dataflow_playground.features.online_store import OnlineStoreWriter
+from dataflow_playground.features.stream.checkpoint import CheckpointStore
 from dataflow_playground.features.stream.worker import (
     WorkerConfig,
     build_runner,
@@ -37,9 +35,47 @@ from dataflow_playground.features.stream.worker import (
     prepare,
     published_dead_letters,
 )
-from dataflow_playground.producers.to_kafka import CachedKeyPartitioner
 
 log = logging.getLogger(__name__)
+
+
+class KafkaOutputs:
+    """The runner's :class:`~.runner.Outputs` on a kafka-python producer."""
+
+    def __init__(self, cfg: WorkerConfig) -> None:
+        self.producer = KafkaProducer(
+            bootstrap_servers=cfg.bootstrap, client_id=f"{cfg.app_id}-kp-out", acks=1, linger_ms=2,
+            batch_size=256 * 1024, compression_type="lz4", max_request_size=4 * 1024 * 1024)
+        self.out, self.dlq, self.shuffle = cfg.output_topic, cfg.dlq_topic, cfg.repartition_topic
+
+    def send_features(self, key: bytes, value: bytes) -> None:
+        self.producer.send(self.out, key=key, value=value)
+
+    def send_shuffle(self, partition: int, value: bytes) -> None:
+        self.producer.send(self.shuffle, value=value, partition=partition)
+
+    def send_dead(self, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+        self.producer.send(self.dlq, key=key, value=value, headers=headers)
+
+    def flush(self) -> None:
+        self.producer.flush(timeout=30)
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, worker: KafkaPythonWorker) -> None:
+        self.worker = worker
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.worker.runner.revoke([(tp.topic, tp.partition) for tp in revoked])
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        # The callback runs on the client's IO loop, where heartbeats run too: restoring a
+        # large state here took longer than the session (seen at 1M events: the worker lost
+        # its partitions, rejoined and restored again, forever). So only note them and pause
+        # them; the poll loop restores, seeks and resumes (KafkaPythonWorker._finish_assign).
+        self.worker.runner.assign([(tp.topic, tp.partition) for tp in assigned], defer=True)
+        if assigned:
+            self.worker.consumer.pause(*assigned)
 
 
 class KafkaPythonWorker:
@@ -48,70 +84,98 @@ class KafkaPythonWorker:
         self.stopping = False
         require_codecs("kafka-python", "the kafka-python stream engine")
         self.consumer = KafkaConsumer(
-            cfg.input_topic, bootstrap_servers=cfg.bootstrap, group_id=cfg.app_id,
+            bootstrap_servers=cfg.bootstrap, group_id=cfg.app_id,
+            group_instance_id=cfg.worker_id or None,
             client_id=f"{cfg.app_id}-kp", auto_offset_reset="earliest",
-            enable_auto_commit=False,  # state is rebuilt by replay on start; offsets are not used
-            max_poll_records=cfg.batch_max, fetch_max_wait_ms=100,
-            # Small per-partition fetches keep the partitions interleaved in each poll, so the
-            # event-time merge is not held back by one partition's large buffered chunk.
-            max_partition_fetch_bytes=512 * 1024)
-        self.producer = KafkaProducer(
-            bootstrap_servers=cfg.bootstrap, client_id=f"{cfg.app_id}-kp-out",
-            partitioner=CachedKeyPartitioner(), acks=1, linger_ms=5, batch_size=256 * 1024,
-            compression_type="lz4")
-        partitions = sorted(kafka_admin.end_offsets(cfg.bootstrap, cfg.input_topic))
+            enable_auto_commit=False,  # the checkpoints hold the offsets; commits only mirror them
+            session_timeout_ms=cfg.session_timeout_ms,
+            heartbeat_interval_ms=max(cfg.session_timeout_ms // 4, 250),
+            max_poll_records=cfg.batch_max, fetch_max_wait_ms=50,
+            max_partition_fetch_bytes=1024 * 1024)
+        self.outputs = KafkaOutputs(cfg)
         self.store = OnlineStoreWriter(cfg.store)
-        self.store.reset()  # the replay rebuilds it
-        send = self.producer.send
-        out, dlq = cfg.output_topic, cfg.dlq_topic
-
-        def send_features(key: bytes, value: bytes) -> None:
-            send(out, key=key, value=value)
-
-        def send_dead(key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> None:
-            send(dlq, key=key, value=value, headers=headers)
-
-        published = published_dead_letters(cfg.bootstrap, dlq, cfg.input_topic)
-        self.runner = build_runner(cfg, partitions, self.store, send_features, send_dead, published)
+        self.checkpoints = CheckpointStore(cfg.bootstrap, cfg.app_id, client_id=f"{cfg.app_id}-checkpoints")
+        published = published_dead_letters(cfg.bootstrap, cfg.dlq_topic, cfg.input_topic)
+        self.runner = build_runner(cfg, self.store, self.outputs, self.checkpoints, published)
         self._ends: dict[TopicPartition, int] = {}
         self._ends_at = 0.0
-        self.runner.orderer.backlog = self._backlog
+        # End offsets come from a client of their own: metadata requests made through the group
+        # consumer for some topics only were seen to leave its leader without metadata for the
+        # others, and then it assigned nobody anything ("No partition metadata for topic").
+        self._offsets = KafkaConsumer(bootstrap_servers=cfg.bootstrap, client_id=f"{cfg.app_id}-kp-ends",
+                                      enable_auto_commit=False)
+        self.consumer.subscribe([cfg.input_topic, cfg.repartition_topic], listener=_Rebalance(self))
 
-    def _backlog(self, partition: int) -> bool:
-        tp = TopicPartition(self.cfg.input_topic, partition)
-        if tp not in self.consumer.assignment():
-            return False  # not ours: it must not hold the watermark
-        high = self.consumer.highwater(tp)
-        nxt = self.runner.last_offset.get(partition, -1) + 1
-        if high is None or high > nxt:  # not fetched yet, or records fetched but not consumed
+    def _backlog(self, tp: tuple[str, int]) -> bool:
+        """Records of ``tp`` written to Kafka that this worker has not processed yet."""
+        ktp = TopicPartition(*tp)
+        high = self.consumer.highwater(ktp)
+        task = self.runner.tasks.get(tp)
+        if high is None or task is None or high > task.position:
             return True
         # The highwater is as of this partition's last fetch, which can predate what the
         # producer wrote since; while other partitions' buffered records keep the loop busy,
-        # this one looks idle. Measured: 5,694 of 50k events dropped as hours late until the
-        # broker was asked (a ListOffsets round trip at most every 0.5 s, only for idle ones).
+        # this one looks idle, and its idle mark would let merchants run ahead of it (measured:
+        # 38k of 100k events late at the merchants). Ask the broker (a ListOffsets round trip
+        # at most every 0.5 s, and only for user partitions that look idle).
         now = time.monotonic()
         if now - self._ends_at > 0.5:
-            self._ends = self.consumer.end_offsets(list(self.consumer.assignment()))
+            mine = [TopicPartition(t, p) for t, p in self.runner.tasks if t == self.cfg.input_topic]
+            self._ends = self._offsets.end_offsets(mine) if mine else {}
             self._ends_at = now
-        return bool(self._ends.get(tp, 0) > nxt)
+        return bool(self._ends.get(ktp, 0) > task.position)
 
     def run(self) -> None:
-        consumer, runner, topic = self.consumer, self.runner, self.cfg.input_topic
+        consumer, runner = self.consumer, self.runner
+        last_tick = 0.0
         try:
             while not self.stopping:
-                polled = consumer.poll(timeout_ms=50, max_records=self.cfg.batch_max)
-                runner.assigned_partitions = len(consumer.assignment())
-                runner.step([[(m.partition, m.offset, m.key, m.value, m.timestamp) for m in msgs]
-                             for msgs in polled.values()], topic)
+                if runner.awaiting:
+                    self._finish_assign()
+                polled = consumer.poll(timeout_ms=20, max_records=self.cfg.batch_max)
+                runner.step([(tp.topic, [(m.partition, m.offset, m.key, m.value, m.timestamp)
+                                         for m in msgs]) for tp, msgs in polled.items()])
+                now = time.monotonic()
+                if now - last_tick >= 0.05:
+                    runner.tick(self._backlog)
+                    last_tick = now
+                if runner.maybe_checkpoint():
+                    self._commit()
         finally:
             self.close()
 
+    def _finish_assign(self) -> None:
+        positions = self.runner.finish_assign()
+        owned = self.consumer.assignment()
+        ready = []
+        for (topic, partition), offset in positions.items():
+            tp = TopicPartition(topic, partition)
+            if tp in owned:  # not taken away again meanwhile
+                self.consumer.seek(tp, offset)
+                ready.append(tp)
+        if ready:
+            self.consumer.resume(*ready)
+
+    def _commit(self) -> None:
+        """Mirror the checkpointed positions as group offsets (for lag tools; never read back)."""
+        offsets = {TopicPartition(*tp): OffsetAndMetadata(t.checkpointed_position, "", -1)
+                   for tp, t in self.runner.tasks.items() if t.checkpointed_position >= 0}
+        if offsets:
+            try:
+                self.consumer.commit_async(offsets)
+            except KafkaError as err:  # a rebalance under way: the next checkpoint commits again
+                log.debug("offset commit skipped: %s", err)
+
     def close(self) -> None:
         try:
-            self.producer.flush(timeout=10)
+            self.runner.close()
+        except KafkaError as err:
+            log.warning("final checkpoint failed, the next owner resumes from the previous one: %s", err)
         finally:
-            self.producer.close(timeout=5)
+            self.outputs.producer.close(timeout=5)
             self.consumer.close(autocommit=False)
+            self._offsets.close()
+            self.checkpoints.close()
             self.store.close()
 
 
@@ -119,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     cfg, loglevel = parse_config(settings, argv, "Stream features worker (plain kafka-python).")
     logging.basicConfig(level=loglevel.upper())
-    prepare(settings, cfg)
+    cfg = prepare(settings, cfg)
     worker = KafkaPythonWorker(cfg)
 
     def stop(_sig: int, _frame: FrameType | None) -> None:

@@ -1,134 +1,261 @@
-"""The stream path's glue, broker-free: decode -> dead-letter or order -> operators -> outputs.
+"""The stream path's glue, broker-free: the tasks a worker owns, their outputs, checkpoints, store.
 
-Every engine (:mod:`.registry`) hands each poll's raw Kafka records to
-:meth:`StreamRunner.step` (or :meth:`StreamRunner.ingest_batch`, then :meth:`StreamRunner.drain`)
-and calls :meth:`StreamRunner.drain` on a timer; the runner never touches Kafka itself.
-Outgoing messages go through the two callables it is given, so tests feed it from lists
+Every engine (:mod:`.registry`) tells the runner which partitions it was given
+(:meth:`StreamRunner.assign`, which restores their tasks from the checkpoints and returns
+the offsets to resume from) and taken away (:meth:`StreamRunner.revoke`), hands it each
+poll's records (:meth:`StreamRunner.step`), calls :meth:`StreamRunner.tick` on a timer and
+:meth:`StreamRunner.maybe_checkpoint` after a step. The runner never reads Kafka itself;
+outgoing messages go through the :class:`Outputs` it is given, so tests run it from lists
 (:mod:`.testing`).
+
+Per-event output on the ``features`` topic is one record per task and step, holding that
+step's events (``{"kind": "events", "stage": ..., "events": [...]}``), each with its
+``event_id``. A task that recovers computes again what came after its checkpoint, so an
+event may appear twice; readers deduplicate by ``(event_id, stage)``
+(:func:`dedupe_feature_records`), and every duplicate is one of the records counted in
+``read_since_restore``.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import orjson
 
-from dataflow_playground.core.dead_letters import FEATURES_STAGE, dead_letter_headers, source_id
-from dataflow_playground.core.schema import Event
-from dataflow_playground.core.validation import Rejection, decode_batch
 from dataflow_playground.features.online_store import OnlineStoreWriter
-from dataflow_playground.features.stream.event_time import Arrival, EventTimeOrderer
-from dataflow_playground.features.stream.state import Entry, FeatureEngine, entry_from
+from dataflow_playground.features.stream.checkpoint import CheckpointStore
+from dataflow_playground.features.stream.tasks import Record, Stage, Task, TaskConfig, make_task
+from dataflow_playground.features.stream.wire import pack_shuffle
 
-Send = Callable[[bytes, bytes], None]
-SendDead = Callable[[bytes | None, bytes, list[tuple[str, bytes]]], None]
-# One consumed record: (partition, offset, key, value, produced_ms).
-Record = tuple[int, int, bytes | None, bytes, int]
+# (topic, partition)
+TP = tuple[str, int]
+EVENTS_PER_RECORD = 500  # about 200 KB of JSON
+ROWS_PER_RECORD = 8_000  # 472 KB of packed rows
+
+
+class Outputs(Protocol):
+    def send_features(self, key: bytes, value: bytes) -> None: ...
+    def send_shuffle(self, partition: int, value: bytes) -> None: ...
+    def send_dead(self, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> None: ...
+    def flush(self) -> None: ...
+
 
 @dataclass
 class RunnerStats:
-    consumed: int = 0
-    dead_lettered: int = 0  # bad records met, whether their dead letter was published now or before
-    dead_letters_known: int = 0  # of those, already on the dead-letter topic (an earlier run's)
-    emitted: int = 0
-    corrections_emitted: int = 0
+    checkpoints: int = 0
+    checkpoint_s: float = 0.0  # time spent writing them
+    restores: int = 0
+    restore_s: float = 0.0
+    restored_bytes: int = 0
 
 
 class StreamRunner:
-    def __init__(self, engine: FeatureEngine, orderer: EventTimeOrderer[tuple[Entry, int]],
-                 store: OnlineStoreWriter, send_features: Send, send_dead: SendDead,
-                 record_freshness: bool = False, heartbeat_s: float = 1.0,
-                 published_dead: set[str] | None = None) -> None:
-        self.engine, self.orderer, self.store = engine, orderer, store
-        self.send_features, self.send_dead = send_features, send_dead
-        # Sources whose dead letter an earlier run published (the input is replayed on start).
-        self.published_dead = published_dead or set()
-        self.record_freshness = record_freshness
+    def __init__(self, cfg: TaskConfig, store: OnlineStoreWriter, outputs: Outputs,
+                 checkpoints: CheckpointStore | None = None, worker_id: str = "worker",
+                 checkpoint_interval_s: float = 1.0, heartbeat_s: float = 1.0,
+                 published_dead: set[str] | None = None,
+                 refresh_dead: Callable[[], set[str]] | None = None) -> None:
+        self.cfg, self.store, self.outputs, self.checkpoints = cfg, store, outputs, checkpoints
+        self.worker_id = worker_id
+        self.checkpoint_interval_s = checkpoint_interval_s
         self.heartbeat_s = heartbeat_s
+        # Sources already on the dead-letter topic; ``refresh_dead`` reads them again when tasks
+        # arrive later (a failover: the dead owner may have published some after this worker read).
+        self.published_dead = published_dead if published_dead is not None else set()
+        self.refresh_dead = refresh_dead
+        self._assigned_once = False
+        self.tasks: dict[TP, Task] = {}
+        self.awaiting: list[TP] = []  # assigned, not restored yet (assign(defer=True))
         self.stats = RunnerStats()
-        self._fresh: list[tuple[int, int]] = []
         self._last_write = 0.0
-        self.last_offset: dict[int, int] = {}
-        self.assigned_partitions = 0  # set by the Kafka wiring; readiness for benchmarks
+        self._last_checkpoint = time.monotonic()
 
-    def step(self, polled: Iterable[Sequence[Record]], topic: str = "") -> int:
-        """One poll: ingest each partition's records, then release and write; return records."""
+    def stage_of(self, topic: str) -> Stage:
+        return Stage.USER if topic == self.cfg.input_topic else Stage.MERCHANT
+
+    # -- assignment --------------------------------------------------------------------------
+
+    def assign(self, tps: Iterable[TP], defer: bool = False) -> dict[TP, int]:
+        """Create (and restore) the tasks of newly given partitions; return where each resumes.
+
+        ``defer``: only note them (``awaiting``); :meth:`finish_assign` restores them later.
+        An engine whose rebalance callback runs where the group's heartbeats do defers, so a
+        long restore (seconds, for a large state) does not cost it its group session.
+        """
+        new = [tp for tp in tps if tp not in self.tasks and tp not in self.awaiting]
+        if defer:
+            self.awaiting.extend(new)
+            return {}
+        return self._create(new)
+
+    def finish_assign(self) -> dict[TP, int]:
+        """Restore the tasks :meth:`assign` deferred; return where each resumes."""
+        new, self.awaiting = self.awaiting, []
+        return self._create(new)
+
+    def _create(self, new: list[TP]) -> dict[TP, int]:
+        if new and self._assigned_once and self.refresh_dead is not None:
+            self.published_dead.update(self.refresh_dead())
+        self._assigned_once = self._assigned_once or bool(new)
+        for topic, p in new:
+            task = make_task(self.cfg, self.stage_of(topic), p)
+            task.published_dead = self.published_dead
+            self.tasks[(topic, p)] = task
+        if new and self.checkpoints is not None:
+            started = time.monotonic()
+            restored = self.checkpoints.load([self.tasks[tp].name for tp in new])
+            for tp in new:
+                task = self.tasks[tp]
+                r = restored.get(task.name)
+                if r is not None:
+                    task.restore(r.manifest.meta, r.entries, r.pending)
+                    self.stats.restored_bytes += r.read_bytes
+                    self.stats.restores += 1
+            self.stats.restore_s += time.monotonic() - started
+        self._write_store(force=True)
+        return {tp: self.tasks[tp].position for tp in new}
+
+    def revoke(self, tps: Iterable[TP]) -> None:
+        """Checkpoint the tasks of partitions taken away, then drop them."""
+        tps = list(tps)
+        self.awaiting = [tp for tp in self.awaiting if tp not in tps]
+        gone = [tp for tp in tps if tp in self.tasks]
+        if not gone:
+            return
+        self.checkpoint([self.tasks[tp] for tp in gone])
+        for tp in gone:
+            del self.tasks[tp]
+
+    # -- processing --------------------------------------------------------------------------
+
+    def step(self, polled: Iterable[tuple[str, Sequence[Record]]]) -> int:
+        """One poll: each partition's records to its task, then outputs and the online store."""
         n = 0
-        for records in polled:
-            self.ingest_batch(records, topic)
+        for topic, records in polled:
+            if not records:
+                continue
+            task = self.tasks.get((topic, records[0][0]))
+            if task is None:  # not ours (any more): a rebalance is under way
+                continue
+            task.ingest(records)
             n += len(records)
-        self.drain()
+        self._send()
+        self._write_store()
         return n
 
-    def ingest_batch(self, records: Sequence[Record], topic: str = "") -> None:
-        """The one way records enter: validated together (:func:`decode_batch`), then ordered."""
-        self.stats.consumed += len(records)
-        if not records:
-            return
-        decoded = decode_batch([r[3] for r in records])
-        last = self.last_offset
-        for (partition, offset, key, value, produced_ms), event in zip(records, decoded, strict=True):
-            last[partition] = offset
-            self._accept(partition, offset, key, value, produced_ms, topic, event)
+    def tick(self, backlog: Callable[[TP], bool] = lambda _tp: False, now: float | None = None) -> None:
+        """Called on a timer: idle marks for caught-up user partitions, heartbeat."""
+        now = time.monotonic() if now is None else now
+        for tp, task in self.tasks.items():
+            if task.stage is Stage.USER:
+                task.tick(now, lambda tp=tp: backlog(tp))  # type: ignore[misc]
+        self._send()
+        self._write_store()
 
-    def _accept(self, partition: int, offset: int, key: bytes | None, value: bytes, produced_ms: int,
-                topic: str, event: Event | Rejection) -> None:
-        if isinstance(event, Rejection):
-            # Key and value as consumed; the documented headers (core/dead_letters.py).
-            self.stats.dead_lettered += 1
-            source = source_id(topic, partition, offset)
-            if source in self.published_dead:
-                self.stats.dead_letters_known += 1
-                return
-            self.send_dead(key, value, dead_letter_headers(str(event), FEATURES_STAGE, source))
-            return
-        entry = entry_from(event)
-        arrival = self.orderer.push(partition, entry[0], entry[1], (entry, produced_ms))
-        if arrival is Arrival.LATE:
-            self._apply(entry, produced_ms)
+    def _send(self) -> None:
+        """Each task's step output: its events in records of at most EVENTS_PER_RECORD, its
+        repartition rows in records of at most ROWS_PER_RECORD (both far under Kafka's 1 MB)."""
+        out = self.outputs
+        for task in self.tasks.values():
+            box = task.out
+            for i in range(0, len(box.events), EVENTS_PER_RECORD):
+                out.send_features(task.name.encode(), orjson.dumps(
+                    {"kind": "events", "stage": task.stage.value, "task": task.name,
+                     "events": box.events[i:i + EVENTS_PER_RECORD]}))
+            for q, rows in box.shuffle.items():
+                for i in range(0, len(rows), ROWS_PER_RECORD):
+                    out.send_shuffle(q, pack_shuffle(rows[i:i + ROWS_PER_RECORD]))
+            for key, value, headers in box.dead:
+                out.send_dead(key, value, headers)
+            box.events, box.shuffle, box.dead = [], {}, []
 
-    def _apply(self, entry: Entry, produced_ms: int) -> None:
-        values, late = self.engine.process(entry)
-        ts, eid, _amount, user, merchant = entry
-        self.send_features(str(user).encode(), orjson.dumps(
-            {"kind": "event", "event_id": eid, "user_id": user, "merchant_id": merchant, "ts": ts,
-             "late": late, "values": values}))
-        self.stats.emitted += 1
-        if self.record_freshness:
-            self._fresh.append((eid, produced_ms))
-
-    def drain(self, now: float | None = None) -> int:
-        """Release what the watermark allows, then write the online store; return events released."""
-        released = self.orderer.release(now)
-        for entry, produced in released:
-            self._apply(entry, produced)
+    def _write_store(self, force: bool = False) -> None:
         wall = time.monotonic()
-        if self.engine.dirty or wall - self._last_write >= self.heartbeat_s:
-            rows = []
-            for entity, id_, as_of, values, corrected in self.engine.take_dirty():
+        rows: list[tuple[str, int, int, dict[str, object]]] = []
+        fresh: list[tuple[int, str, int]] = []
+        corrected = 0
+        for task in self.tasks.values():
+            for entity, id_, as_of, values, was_corrected in task.engine.take_dirty():
                 rows.append((entity, id_, as_of, values))
-                if corrected:  # a late event changed this id's state: publish the fixed vector
-                    self.stats.corrections_emitted += 1
-                    self.send_features(f"{entity}:{id_}".encode(), orjson.dumps(
+                if was_corrected:  # a late event changed this id's state: publish the fixed vector
+                    corrected += 1
+                    self.outputs.send_features(f"{entity}:{id_}".encode(), orjson.dumps(
                         {"kind": "correction", "entity": entity, "id": id_, "as_of": as_of,
                          "values": values}))
-            fresh, self._fresh = self._fresh, []
-            self.store.write(rows, self.counters(), fresh)
+            fresh.extend((eid, task.stage.value, produced) for eid, produced in task.out.fresh)
+            task.out.clear()
+        if rows or fresh or force or wall - self._last_write >= self.heartbeat_s:
+            self.store.write(rows, {t.name: t.counters_dict() for t in self.tasks.values()},
+                             self.worker_counters(), self.worker_id, fresh)
             self._last_write = wall
-        return len(released)
 
-    def counters(self) -> dict[str, int]:
-        lat, eng = self.orderer.stats, self.engine.stats
-        return {
-            "consumed": self.stats.consumed, "processed": eng.processed,
-            "dead_lettered": self.stats.dead_lettered, "emitted": self.stats.emitted,
-            "dead_letters_known": self.stats.dead_letters_known,
-            "late_accepted": lat.late_accepted, "late_dropped": lat.late_dropped,
-            "max_lateness_ms": lat.max_lateness_ms, "late_for_key": eng.late_for_key,
-            "corrections": self.stats.corrections_emitted, "buffered": len(self.orderer),
-            "allowed_lateness_ms": self.engine.allowed_lateness_ms,
-            "frontier_ts": self.orderer.frontier or 0,
-            "assigned_partitions": self.assigned_partitions,
-        }
+    def worker_counters(self) -> dict[str, int]:
+        return {"assigned_partitions": len(self.tasks), "pid": os.getpid(), **{
+            k: int(v) for k, v in self.stats.__dict__.items()}}
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def maybe_checkpoint(self) -> bool:
+        if time.monotonic() - self._last_checkpoint < self.checkpoint_interval_s:
+            return False
+        self.checkpoint(list(self.tasks.values()))
+        return True
+
+    def checkpoint(self, tasks: list[Task]) -> None:
+        """Save each changed task with its position, after everything it sent is acknowledged."""
+        self._last_checkpoint = time.monotonic()
+        if self.checkpoints is None:
+            return
+        changed = [t for t in tasks if t.position != t.checkpointed_position or t.delta]
+        if not changed:
+            return
+        started = time.monotonic()
+        self._send()
+        self._write_store(force=True)
+        self.outputs.flush()  # repartition rows and dead letters before the offsets that cover them
+        store = self.checkpoints
+        for task in changed:
+            full = task.engine.retained_entries() if store.needs_rebase(task.name) else None
+            store.save(task.name, task.position, task.meta(), task.delta, task.pending(), full)
+            task.delta = []
+            task.checkpointed_position = task.position
+        self.stats.checkpoints += 1
+        self.stats.checkpoint_s += time.monotonic() - started
+
+    def close(self) -> None:
+        """A clean stop: checkpoint every task, then tell the store this worker owns nothing."""
+        try:
+            self.checkpoint(list(self.tasks.values()))
+        finally:
+            self.tasks.clear()
+            self._write_store(force=True)
+
+    def counters(self) -> dict[str, Any]:
+        return {t.name: t.counters_dict() for t in self.tasks.values()}
+
+
+def dedupe_feature_records(values: Iterable[bytes]) -> tuple[dict[int, dict[str, object]], int]:
+    """Per-event values from ``features`` records: user and merchant values merged by event_id.
+
+    Returns the values and how many per-event entries were repeats (a task recomputing
+    what came after its checkpoint); the later of two repeats wins (they are equal).
+    """
+    out: dict[int, dict[str, object]] = {}
+    seen: set[tuple[int, str]] = set()
+    repeats = 0
+    for raw in values:
+        rec = orjson.loads(raw)
+        if rec.get("kind") != "events":
+            continue
+        stage = rec["stage"]
+        for ev in rec["events"]:
+            key = (ev["event_id"], stage)
+            if key in seen:
+                repeats += 1
+            seen.add(key)
+            out.setdefault(ev["event_id"], {}).update(ev["values"])
+    return out, repeats

@@ -19,6 +19,7 @@ online vector and every later event see it; that is the correction.
 from __future__ import annotations
 
 import bisect
+import functools
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -145,6 +146,28 @@ class _Extreme:
         self.dirty = False
 
 
+@functools.cache
+def _window_layout(specs: tuple[FeatureSpec, ...]) -> tuple[tuple[int, ...], tuple[int, ...],
+                                                             tuple[tuple[tuple[Agg, Any], int, bool], ...]]:
+    """Which columns a window of ``specs`` sums, counts distinct, and tracks min/max of (computed
+    once per feature set: every key of an entity has the same windows)."""
+    sums = tuple(sorted({COLUMN_INDEX[s.column] for s in specs
+                         if s.agg in (Agg.SUM, Agg.AVG) and s.column}))
+    distinct = tuple(COLUMN_INDEX[s.column] for s in specs if s.agg == Agg.DISTINCT and s.column)
+    extremes = tuple(((s.agg, s.column), COLUMN_INDEX[s.column], s.agg == Agg.MAX)
+                     for s in specs if s.agg in (Agg.MIN, Agg.MAX) and s.column)
+    return sums, distinct, extremes
+
+
+@functools.cache
+def _window_groups(specs: tuple[FeatureSpec, ...]
+                   ) -> tuple[tuple[int, Filter | None, tuple[FeatureSpec, ...]], ...]:
+    groups: dict[tuple[int, Filter | None], list[FeatureSpec]] = {}
+    for s in specs:
+        groups.setdefault((s.window_ms, s.where), []).append(s)
+    return tuple((w, where, tuple(ss)) for (w, where), ss in groups.items())
+
+
 class Window:
     """One key's entries of one (window length, filter), sorted by (ts, event_id)."""
 
@@ -153,13 +176,15 @@ class Window:
         self.entries: list[Entry] = []
         self.head = 0  # entries[:head] are evicted
         self.start = -(2**62)  # entries with ts < start are gone
-        cols = {COLUMN_INDEX[s.column] for s in specs if s.agg in (Agg.SUM, Agg.AVG) and s.column}
-        self.sums = {c: _CompensatedSum() for c in cols}
-        self.distinct = {COLUMN_INDEX[s.column]: Counter[float]() for s in specs
-                         if s.agg == Agg.DISTINCT and s.column}
+        sum_cols, distinct_cols, extremes = _window_layout(self.specs)
+        self.sums = {c: _CompensatedSum() for c in sum_cols}
+        self.distinct = {c: Counter[float]() for c in distinct_cols}
         self.extremes: dict[tuple[Agg, Any], _Extreme] = {
-            (s.agg, s.column): _Extreme(COLUMN_INDEX[s.column], s.agg == Agg.MAX)
-            for s in specs if s.agg in (Agg.MIN, Agg.MAX) and s.column}
+            key: _Extreme(col, is_max) for key, col, is_max in extremes}
+        # The same, as tuples: the hot loops below iterate them for every event.
+        self._sums = tuple(self.sums.items())
+        self._distinct = tuple(self.distinct.items())
+        self._extremes = tuple(self.extremes.values())
 
     @property
     def count(self) -> int:
@@ -173,15 +198,18 @@ class Window:
             entries.append(e)
         else:
             bisect.insort(entries, e, lo=self.head)
-        for c, s in self.sums.items():
-            s.add(e[c])
-        for c, counter in self.distinct.items():
+        for c, acc in self._sums:  # _CompensatedSum.add, inlined (the hottest line of the profile)
+            x, s = e[c], acc.s
+            t = s + x
+            acc.c += ((s - t) + x) if abs(s) >= abs(x) else ((x - t) + s)
+            acc.s = t
+        for c, counter in self._distinct:
             counter[e[c]] += 1
-        for x in self.extremes.values():
-            if in_order and not x.dirty:
-                x.add(e)
+        for ext in self._extremes:
+            if in_order and not ext.dirty:
+                ext.add(e)
             else:
-                x.dirty = True
+                ext.dirty = True
 
     def evict_before(self, t: int) -> None:
         if t > self.start:
@@ -192,15 +220,15 @@ class Window:
         while head < len(entries) and entries[head][TS] < t:
             e = entries[head]
             head += 1
-            for c, s in self.sums.items():
-                s.add(-e[c])
-            for c, counter in self.distinct.items():
+            for _c, acc in self._sums:
+                acc.add(-e[_c])
+            for c, counter in self._distinct:
                 n = counter[e[c]] - 1
                 if n:
                     counter[e[c]] = n
                 else:
                     del counter[e[c]]
-            for x in self.extremes.values():
+            for x in self._extremes:
                 x.evict(e)
         if head == len(entries):
             entries.clear()
@@ -238,6 +266,19 @@ class Window:
                 return lambda _t: len(counter) if len(entries) > self.head else 0
             case Agg.TIME_SINCE_LAST:
                 return lambda t: t - entries[-1][TS] if len(entries) > self.head else None
+            case Agg.MIN | Agg.MAX:
+                ext = self.extremes[(spec.agg, spec.column)]
+
+                def extreme(_t: int) -> object:
+                    if len(entries) == self.head:
+                        return None
+                    if ext.dirty:
+                        ext.rebuild(entries[self.head:])
+                    return ext.q[0][col]
+                return extreme
+            case Agg.LAST_K:
+                k = spec.k
+                return lambda _t: [e[col] for e in entries[max(self.head, len(entries) - k):]]
         return lambda t: self.value(spec, t)
 
     def value(self, spec: FeatureSpec, t: int) -> object:
@@ -272,10 +313,7 @@ class KeyState:
 
     def __init__(self, specs: Sequence[FeatureSpec], retention_ms: int) -> None:
         self.specs = tuple(specs)
-        groups: dict[tuple[int, Filter | None], list[FeatureSpec]] = {}
-        for s in specs:
-            groups.setdefault((s.window_ms, s.where), []).append(s)
-        self.windows = [Window(w, where, ss) for (w, where), ss in groups.items()]
+        self.windows = [Window(w, where, ss) for w, where, ss in _window_groups(self.specs)]
         self.plan = [(s.name, w.getter(s)) for w in self.windows for s in w.specs]
         self.retention_ms = retention_ms
         self.history: list[Entry] = []
@@ -314,7 +352,7 @@ class KeyState:
 
     def _insert(self, e: Entry, late: bool) -> None:
         h = self.history
-        if late:
+        if late or (h and e < h[-1]):  # late, or an equal-ts event with a smaller event_id
             bisect.insort(h, e, lo=self.hist_head)
         else:
             h.append(e)
@@ -331,6 +369,36 @@ class KeyState:
             del h[:head]
             head = 0
         self.hist_head = head
+
+    @classmethod
+    def from_history(cls, specs: Sequence[FeatureSpec], retention_ms: int,
+                     history: list[Entry]) -> KeyState:
+        """The state that processing ``history`` (sorted by ts, event_id) in order leaves behind.
+
+        Built in bulk for a restore: each window gets the entries that can still matter
+        (``ts >= latest - window``), its sums over them in one pass, its min/max rebuilt on
+        first use, and the cached values of the latest ts are recomputed from the history.
+        """
+        st = cls(specs, retention_ms)
+        group_ts = history[-1][TS]
+        horizon = group_ts - retention_ms
+        lo = bisect.bisect_left(history, (horizon,))
+        st.history = history[lo:]
+        st.group_ts, st.group_stale = group_ts, True
+        for w in st.windows:
+            w.start = group_ts - w.window_ms
+            first = bisect.bisect_left(st.history, (w.start,))
+            w.entries[:] = [e for e in st.history[first:] if _passes(w.where, e)]
+            for c, acc in w.sums.items():
+                acc.s = _fsum(e[c] for e in w.entries)
+            for c, counter in w.distinct.items():
+                counter.update(e[c] for e in w.entries)
+            for x in w.extremes.values():
+                x.dirty = True
+        return st
+
+    def retained(self) -> list[Entry]:
+        return self.history[self.hist_head:]
 
     def online(self) -> tuple[int, dict[str, object]]:
         """``(as_of, values)`` right after the latest event: ``as_of = latest ts + 1``."""
@@ -401,3 +469,31 @@ class FeatureEngine:
 
     def online_state(self) -> dict[tuple[str, int], dict[str, object]]:
         return {key: st.online()[1] for key, st in self.states.items()}
+
+    def restore(self, entries: Iterable[Entry], stats: EngineStats) -> None:
+        """Rebuild every key's state from the entries it processed (a checkpoint), in bulk.
+
+        ``entries`` may hold more than the retention (old deltas); each key keeps what its
+        retention allows. Nothing is emitted and no key is dirty afterwards.
+        """
+        per_key: dict[tuple[str, int], list[Entry]] = {}
+        for e in sorted(entries):
+            for name, col, _specs, _retention in self._entities:
+                per_key.setdefault((name, int(e[col])), []).append(e)
+        specs_of = {name: (specs, retention) for name, _col, specs, retention in self._entities}
+        self.states = {key: KeyState.from_history(*specs_of[key[0]], hist)
+                       for key, hist in per_key.items()}
+        self.dirty.clear()
+        self.corrected.clear()
+        self.stats = stats
+
+    def retained_entries(self) -> list[Entry]:
+        """Every entry some key may still need, each once (entries belong to one key per entity)."""
+        seen: set[Entry] = set()
+        out: list[Entry] = []
+        for st in self.states.values():
+            for e in st.retained():
+                if e not in seen:
+                    seen.add(e)
+                    out.append(e)
+        return out

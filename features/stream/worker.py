@@ -1,14 +1,14 @@
-"""What every stream engine shares: its configuration, command line, start-up replay and runner.
+"""What every stream engine shares: its configuration, command line, topics and runner.
 
-The engines (:mod:`.registry`) run the same operators through the same
+The engines (:mod:`.registry`) run the same tasks through the same
 :class:`~.runner.StreamRunner`, built by :func:`build_runner`. They take the same
-arguments, write the same topics and online store, and replay the input topic on start,
-so any of them can serve ``playground up`` and the parity runs.
+arguments, join the same consumer group (``--app-id``) on the input topic and the
+repartition topic, write the same topics, checkpoints and online store, so any number of
+workers of either engine can share the partitions.
 
-Because of that replay, every start meets again each bad record still retained. Its dead
-letter was published by an earlier run, so :func:`published_dead_letters` reads the
-dead-letter topic first and the runner publishes only the ones not there yet: one dead
-letter per bad record on this worker's topic, however often it restarts.
+A recovering task re-reads what came after its checkpoint and so meets again the bad
+records in it. Their dead letters may already be out, so :func:`published_dead_letters`
+reads the dead-letter topic on start and the tasks publish only the ones not there yet.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ import argparse
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
 
 from dataflow_playground.core import kafka_admin
 from dataflow_playground.core.dead_letters import (
@@ -31,12 +30,14 @@ from dataflow_playground.core.dead_letters import (
 )
 from dataflow_playground.core.settings import Settings
 from dataflow_playground.features.online_store import OnlineStoreWriter, online_store_path
-from dataflow_playground.features.stream.event_time import EventTimeOrderer
-from dataflow_playground.features.stream.runner import Send, SendDead, StreamRunner
-from dataflow_playground.features.stream.state import FeatureEngine
+from dataflow_playground.features.stream.checkpoint import CheckpointStore, checkpoint_topics
+from dataflow_playground.features.stream.checkpoint import topic_specs as checkpoint_topic_specs
+from dataflow_playground.features.stream.runner import Outputs, StreamRunner
+from dataflow_playground.features.stream.tasks import TaskConfig
 
 FEATURES_TOPIC = "features"
 DEFAULT_APP_ID = "playground-features"
+REPARTITION_SUFFIX = "-repartition-merchant"
 log = logging.getLogger(__name__)
 
 
@@ -49,23 +50,30 @@ class WorkerConfig:
     store: Path
     app_id: str = DEFAULT_APP_ID
     allowed_lateness_ms: int = 60_000
-    # Long enough that a partition whose fetch lags behind the others is not taken for idle
-    # (500 ms was measured to drop events at start-up); it only delays a stream's tail.
-    idle_ms: float = 2000.0
+    # A caught-up input partition silent this long sends an idle mark (it delays a stream's tail).
+    idle_ms: float = 500.0
     record_freshness: bool = False
-    batch_max: int = 2000
+    batch_max: int = 4000
     batch_within_s: float = 0.005
+    partitions: int = 3  # of the input topic (read from the broker by prepare)
+    checkpoint_interval_s: float = 1.0
+    # Kafka's consumer-group liveness: a worker silent this long (SIGKILL, a hung process)
+    # loses its partitions. The broker's minimum is lowered for the lab (core/kafka_native.py).
+    session_timeout_ms: int = 3000
+    worker_id: str = ""  # static group membership: a restarted worker gets its partitions back at once
+
+    @property
+    def repartition_topic(self) -> str:
+        return self.app_id + REPARTITION_SUFFIX
+
+    def task_config(self) -> TaskConfig:
+        return TaskConfig(self.input_topic, self.repartition_topic, self.partitions,
+                          self.allowed_lateness_ms, self.idle_ms, self.record_freshness)
 
 
-def forget_offsets(bootstrap: str, group: str) -> None:
-    """Drop the group's committed offsets so the worker replays from the earliest offset."""
-    client = kafka_admin.admin(bootstrap)
-    try:
-        client.delete_groups([group])
-    except (KafkaError, ValueError) as err:  # no such group yet: nothing to forget
-        log.debug("no offsets to forget for %s: %s", group, err)
-    finally:
-        client.close()
+def internal_topics(app_id: str) -> list[str]:
+    """The topics the workers of ``app_id`` create for themselves (to delete with a throwaway run)."""
+    return [app_id + REPARTITION_SUFFIX, *checkpoint_topics(app_id), f"{app_id}-__assignor-__leader"]
 
 
 def parse_config(settings: Settings, argv: list[str] | None, description: str
@@ -78,24 +86,44 @@ def parse_config(settings: Settings, argv: list[str] | None, description: str
     p.add_argument("--store", type=Path, default=online_store_path(settings))
     p.add_argument("--app-id", default=DEFAULT_APP_ID)
     p.add_argument("--allowed-lateness-ms", type=int, default=60_000)
-    p.add_argument("--idle-ms", type=float, default=2000.0)
+    p.add_argument("--idle-ms", type=float, default=500.0,
+                   help="a caught-up input partition silent this long stops holding merchant tasks back")
     p.add_argument("--record-freshness", action="store_true")
+    p.add_argument("--checkpoint-interval-s", type=float, default=1.0)
+    p.add_argument("--session-timeout-ms", type=int, default=3000)
+    p.add_argument("--worker-id", default="",
+                   help="a stable name for this worker (static group membership); empty = dynamic")
     p.add_argument("--loglevel", default=os.environ.get("PLAYGROUND_FEATURES_LOGLEVEL", "warning"))
     args = p.parse_args(argv)
     cfg = WorkerConfig(bootstrap=settings.bootstrap_servers, input_topic=args.input_topic,
                        output_topic=args.output_topic, dlq_topic=args.dlq_topic, store=args.store,
                        app_id=args.app_id, allowed_lateness_ms=args.allowed_lateness_ms,
-                       idle_ms=args.idle_ms, record_freshness=args.record_freshness)
+                       idle_ms=args.idle_ms, record_freshness=args.record_freshness,
+                       checkpoint_interval_s=args.checkpoint_interval_s,
+                       session_timeout_ms=args.session_timeout_ms, worker_id=args.worker_id)
+    for name, ok in {"--allowed-lateness-ms": cfg.allowed_lateness_ms >= 0, "--idle-ms": cfg.idle_ms > 0,
+                     "--checkpoint-interval-s": cfg.checkpoint_interval_s > 0,
+                     "--session-timeout-ms": cfg.session_timeout_ms >= 1000}.items():
+        if not ok:
+            p.error(f"{name} is out of range (lateness >= 0, idle > 0, interval > 0, session >= 1000)")
     return cfg, str(args.loglevel)
 
 
-def prepare(settings: Settings, cfg: WorkerConfig) -> None:
-    """Create the worker's topics if missing and forget its offsets (the replay rebuilds state)."""
+def prepare(settings: Settings, cfg: WorkerConfig) -> WorkerConfig:
+    """Create the worker's topics if missing; return the config with the input's partition count.
+
+    The repartition topic gets as many partitions as the input, so merchant task ``q`` and
+    user task ``q`` line up (co-partitioned) whatever the worker count.
+    """
     kafka_admin.ensure_topics(cfg.bootstrap, [
-        kafka_admin.TopicSpec(cfg.input_topic, settings.partitions, settings.retention_ms),
-        kafka_admin.TopicSpec(cfg.output_topic, settings.partitions, settings.retention_ms),
-        kafka_admin.TopicSpec(cfg.dlq_topic, 1, settings.retention_ms)])
-    forget_offsets(cfg.bootstrap, cfg.app_id)
+        kafka_admin.TopicSpec(cfg.input_topic, settings.partitions, settings.retention_ms)])
+    partitions = len(kafka_admin.end_offsets(cfg.bootstrap, cfg.input_topic)) or settings.partitions
+    kafka_admin.ensure_topics(cfg.bootstrap, [
+        kafka_admin.TopicSpec(cfg.repartition_topic, partitions, settings.retention_ms),
+        kafka_admin.TopicSpec(cfg.output_topic, partitions, settings.retention_ms),
+        kafka_admin.TopicSpec(cfg.dlq_topic, 1, settings.retention_ms),
+        *checkpoint_topic_specs(cfg.app_id)])
+    return replace(cfg, partitions=partitions)
 
 
 def published_dead_letters(bootstrap: str, dlq_topic: str, input_topic: str,
@@ -136,14 +164,15 @@ def published_dead_letters(bootstrap: str, dlq_topic: str, input_topic: str,
         consumer.close()
 
 
-def build_runner(cfg: WorkerConfig, partitions: list[int], store: OnlineStoreWriter,
-                 send_features: Send, send_dead: SendDead,
+def build_runner(cfg: WorkerConfig, store: OnlineStoreWriter, outputs: Outputs,
+                 checkpoints: CheckpointStore | None,
                  published_dead: set[str] | None = None) -> StreamRunner:
-    """The broker-free core every engine runs: operators, event-time merge, online store.
+    """The broker-free core every engine runs: tasks, outputs, checkpoints, online store.
 
     ``published_dead``: sources already on the dead-letter topic (:func:`published_dead_letters`).
     """
-    return StreamRunner(FeatureEngine(allowed_lateness_ms=cfg.allowed_lateness_ms),
-                        EventTimeOrderer(partitions or [0], cfg.allowed_lateness_ms, cfg.idle_ms),
-                        store, send_features, send_dead, record_freshness=cfg.record_freshness,
-                        published_dead=published_dead)
+    return StreamRunner(cfg.task_config(), store, outputs, checkpoints,
+                        worker_id=cfg.worker_id or f"pid-{os.getpid()}",
+                        checkpoint_interval_s=cfg.checkpoint_interval_s, published_dead=published_dead,
+                        refresh_dead=lambda: published_dead_letters(cfg.bootstrap, cfg.dlq_topic,
+                                                                    cfg.input_topic))

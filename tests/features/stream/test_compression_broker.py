@@ -16,6 +16,7 @@ from dataflow_playground.app.parity_run import read_feature_topic
 from dataflow_playground.core import kafka_admin
 from dataflow_playground.core.settings import STREAM_ENGINES, Settings
 from dataflow_playground.features.stream.process import WorkerProcess
+from dataflow_playground.features.stream.worker import internal_topics
 from tests.helpers import missing_by_codec, produce_each_codec
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -38,8 +39,8 @@ def test_engine_processes_every_codec(engine: str, kafka_stack: Settings, topic_
         counters = worker.wait_drained(total, timeout_s=60)
     finally:
         worker.stop()
-        if engine == "faust":  # faust creates its assignor topic; remove it with ours
-            kafka_admin.delete_topics(bootstrap, [f"{app_id}-__assignor-__leader"])
+        existing = set(kafka_admin.list_topics(bootstrap))
+        kafka_admin.delete_topics(bootstrap, [t for t in internal_topics(app_id) if t in existing])
     assert (counters["processed"], counters["dead_lettered"], counters["late_dropped"]) == (total, 0, 0)
     values = read_feature_topic(bootstrap, out_topic, total, timeout_s=30)
     assert missing_by_codec(sent, set(values)) == dict.fromkeys(sent, 0)

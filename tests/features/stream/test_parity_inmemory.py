@@ -10,7 +10,7 @@ from dataflow_playground.core.schema import arrow_schema
 from dataflow_playground.features.batch_sql import BatchFeatures
 from dataflow_playground.features.definitions import FEATURES, HOUR_MS
 from dataflow_playground.features.parity import compare, values_equal
-from dataflow_playground.features.stream.event_time import Arrival, EventTimeOrderer
+from dataflow_playground.features.stream.event_time import IDLE, Arrival, EventTimeOrderer
 from dataflow_playground.features.stream.state import FeatureEngine, aggregate, entry_from
 
 T0 = 1_767_225_600_000
@@ -100,13 +100,19 @@ def test_float_tolerance_is_tight() -> None:
     assert values_equal([1.0, 2.0], [1.0, 2.0]) and not values_equal([1.0], [])
 
 
-def test_orderer_merges_partitions_and_flags_late() -> None:
-    o: EventTimeOrderer[int] = EventTimeOrderer([0, 1], allowed_lateness_ms=100, idle_ms=1000)
-    assert o.push(0, 10, 1, 1, now=0.0) is Arrival.BUFFERED
-    assert o.release(now=0.0) == []  # partition 1 not heard from yet
-    o.push(1, 5, 2, 2, now=0.0)
-    o.push(1, 20, 3, 3, now=0.0)
-    assert o.release(now=0.0) == [2, 1]  # watermark = min(10, 20)
-    assert o.push(0, 8, 4, 4, now=0.0) is Arrival.LATE
-    assert o.push(0, -200, 5, 5, now=0.0) is Arrival.DROPPED
-    assert o.release(now=5.0) == [3]  # everything idle: the tail is released
+def test_orderer_waits_for_every_channel_and_flags_late() -> None:
+    o: EventTimeOrderer[int] = EventTimeOrderer([0, 1], allowed_lateness_ms=100)
+    assert o.push(0, 10, 1, 1) is Arrival.BUFFERED
+    assert o.release() == []  # channel 1 not heard from yet
+    o.push(1, 5, 2, 2)
+    o.push(1, 20, 3, 3)
+    assert o.release() == [2, 1]  # watermark = min(10, 20)
+    assert o.push(0, 8, 4, 4) is Arrival.LATE
+    assert o.push(0, -200, 5, 5) is Arrival.DROPPED
+    assert o.release() == []  # channel 0 is at 10: item 3 (ts 20) waits
+    o.advance(0, IDLE)
+    assert o.release() == [3]  # an idle channel holds nobody back
+    o.push(0, 15, 6, 6)  # back from idle, but behind the frontier: late
+    assert o.stats.late_accepted == 2 and o.stats.late_dropped == 1
+    o.advance(1, 30)
+    assert o.watermark() == 15

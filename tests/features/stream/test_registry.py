@@ -7,7 +7,7 @@ import importlib.util
 import pytest
 from pydantic import ValidationError
 
-from dataflow_playground.app.stack import FEATURES_WORKER
+from dataflow_playground.app.stack import FEATURES_WORKER, features_worker
 from dataflow_playground.core.settings import STREAM_ENGINES, Settings
 from dataflow_playground.features.stream.registry import (
     ENGINES,
@@ -29,8 +29,11 @@ def test_unknown_engine_names_the_choices() -> None:
 
 
 def test_stack_runs_the_engine_the_settings_name() -> None:
-    assert FEATURES_WORKER.command(Settings())[-1] == ENGINES["faust"].module  # the default
+    assert FEATURES_WORKER.command(Settings())[2] == ENGINES["faust"].module  # the default
     chosen = Settings(stream_engine="kafka-python")
-    assert FEATURES_WORKER.command(chosen)[-1] == ENGINES["kafka-python"].module
+    assert FEATURES_WORKER.command(chosen)[2] == ENGINES["kafka-python"].module
+    # Each worker is a static group member under its own id.
+    ids = {features_worker(i).command(chosen)[-1] for i in range(3)}
+    assert len(ids) == 3 and FEATURES_WORKER.command(chosen)[-2] == "--worker-id"
     with pytest.raises(ValidationError):
         Settings(stream_engine="spark")  # type: ignore[arg-type]

@@ -17,7 +17,14 @@ from dataflow_playground.features.batch_sql import BatchFeatures
 from dataflow_playground.features.definitions import FEATURES
 from dataflow_playground.features.online_store import OnlineStoreReader
 from dataflow_playground.features.parity import compare
-from dataflow_playground.features.stream.testing import MemorySink, MemorySource, memory_runner, run_in_memory
+from dataflow_playground.features.stream.testing import (
+    INPUT,
+    MemorySink,
+    MemorySource,
+    assign_all,
+    memory_runner,
+    run_in_memory,
+)
 from dataflow_playground.producers.generator import (
     MALFORMED_KINDS,
     GeneratorConfig,
@@ -56,7 +63,8 @@ def test_polls_equal_batch_and_dead_letters(tmp_path: Path, seed: int) -> None:
     source = MemorySource.from_wire(((r.key, r.value) for r in wire_records(cfg)), PARTITIONS)
     runner, sink = run_in_memory(source, tmp_path / "online.sqlite")
 
-    assert runner.stats.dead_lettered == len(sink.dead) == malformed > 0
+    dead_lettered = sum(c["dead_lettered"] for c in runner.counters().values())
+    assert dead_lettered == len(sink.dead) == malformed > 0
     infos = [DeadLetterInfo.from_headers(h) for _k, _v, h in sink.dead]
     assert all(i.reason and i.stage == FEATURES_STAGE and i.source.startswith("kafka:in:") for i in infos)
     good = {r.event_id for r in wire_records(cfg) if r.event_id is not None}
@@ -90,7 +98,7 @@ def test_memory_source_keeps_per_key_order_and_interleaves() -> None:
 
 
 def test_a_replay_publishes_only_dead_letters_not_yet_published(tmp_path: Path) -> None:
-    """Workers replay their input on start: a bad record already dead-lettered is not sent again."""
+    """A recovering task re-reads its input: a bad record already dead-lettered is not sent again."""
     cfg = GeneratorConfig(events=600, seed=33, malformed_rate=0.1)
     source = MemorySource.from_wire(((r.key, r.value) for r in wire_records(cfg)), PARTITIONS)
     _, first = run_in_memory(source, tmp_path / "first.sqlite")
@@ -98,11 +106,13 @@ def test_a_replay_publishes_only_dead_letters_not_yet_published(tmp_path: Path) 
     assert len(set(sources)) == len(sources) > 10
     # The first run died before its last dead letter reached the topic: the restart sends that one.
     sink = MemorySink()
-    runner = memory_runner(tmp_path / "second.sqlite", sink, sorted(source.partitions))
+    runner = memory_runner(tmp_path / "second.sqlite", sink, PARTITIONS)
     runner.published_dead = set(sources[:-1])
+    assign_all(runner, PARTITIONS)
     for poll in source.polls():
-        runner.step(poll, "in")
+        runner.step([(INPUT, recs) for recs in poll])
     assert [DeadLetterInfo.from_headers(h).source for _k, _v, h in sink.dead] == sources[-1:]
-    assert runner.stats.dead_lettered == len(sources)
-    assert runner.counters()["dead_letters_known"] == len(sources) - 1
+    counters = runner.counters().values()
+    assert sum(c["dead_lettered"] for c in counters) == len(sources)
+    assert sum(c["dead_letters_known"] for c in counters) == len(sources) - 1
     runner.store.close()

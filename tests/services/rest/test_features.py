@@ -47,7 +47,7 @@ def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClie
 
 def _write_store(tmp_path: Path) -> None:
     writer = OnlineStoreWriter(online_store_path(Settings(data_dir=tmp_path)))
-    writer.write([("user", 7, 1_000, VALUES)], {"late_accepted": 2, "late_dropped": 1})
+    writer.write([("user", 7, 1_000, VALUES)], {"user-0": {"late_accepted": 2, "late_dropped": 1}})
     writer.close()
 
 
