@@ -159,20 +159,18 @@ class OnlineStoreReader:
 
     def task_stats(self) -> dict[str, dict[str, int]]:
         """Each task's counters (``user-0``, ``merchant-2``, ...), as its latest owner wrote them."""
-        out: dict[str, dict[str, int]] = {}
-        try:
-            for task, name, value in self.con.execute("SELECT task, name, value FROM task_stats"):
-                out.setdefault(task, {})[name] = value
-        except sqlite3.OperationalError:
-            pass
-        return out
+        return self._grouped("SELECT task, name, value FROM task_stats")
 
     def worker_stats(self) -> dict[str, dict[str, int]]:
+        """Each worker's row: heartbeat, PID, assigned partitions, checkpoint figures."""
+        return self._grouped("SELECT worker, name, value FROM worker_stats")
+
+    def _grouped(self, sql: str) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
         try:
-            for worker, name, value in self.con.execute("SELECT worker, name, value FROM worker_stats"):
-                out.setdefault(worker, {})[name] = value
-        except sqlite3.OperationalError:
+            for owner, name, value in self.con.execute(sql):
+                out.setdefault(owner, {})[name] = value
+        except sqlite3.OperationalError:  # a store from before these tables: nothing to show
             pass
         return out
 

@@ -7,11 +7,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 
 from dataflow_playground.core.settings import Settings
-from dataflow_playground.features.online_store import event_time_frontier
+from dataflow_playground.features.batch_sql import BatchFeatures
+from dataflow_playground.features.definitions import FEATURES
+from dataflow_playground.features.online_store import OnlineStoreReader, event_time_frontier
+from dataflow_playground.features.parity import compare
 
 
 def free_ports(n: int) -> list[int]:
@@ -81,3 +85,18 @@ def poll_get(url: str, done: Callable[[httpx.Response], bool], what: str, timeou
             return resp
         assert time.monotonic() < deadline, f"{what} within {timeout_s:.0f}s; last answer {resp.text}"
         time.sleep(0.2)
+
+
+def assert_stream_equals_batch(batch: BatchFeatures, values: dict[int, dict[str, object]],
+                               store: Path) -> None:
+    """Per-event stream values and the online store at ``store`` equal batch SQL (0 mismatches)."""
+    training = batch.training_table().to_pylist()
+    report = compare(((r["event_id"], r) for r in training), values)
+    assert {n: p.mismatches for n, p in report.items()} == dict.fromkeys(report, 0)
+    reader = OnlineStoreReader(store)
+    online = reader.all()
+    reader.close()
+    snapshot = batch.snapshot()
+    for f in FEATURES:
+        rows = [(k, v) for k, v in snapshot.items() if k[0] == f.entity.name]
+        assert compare(rows, online, features=(f,))[f.name].mismatches == 0, f.name

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import psutil
 
@@ -22,6 +23,8 @@ from dataflow_playground.core.errors import PlaygroundError
 from dataflow_playground.core.settings import Settings, child_env
 from dataflow_playground.features.online_store import OnlineStoreReader
 from dataflow_playground.features.stream.registry import stream_engine
+
+T = TypeVar("T")
 
 
 class StreamWorkerError(PlaygroundError):
@@ -37,21 +40,20 @@ def drained(st: dict[str, int], records: int) -> bool:
 
 
 def read_stats(store: Path) -> dict[str, int]:
-    if not store.exists():
-        return {}
-    reader = OnlineStoreReader(store)
-    try:
-        return reader.stats()
-    finally:
-        reader.close()
+    """The store's combined counters (empty before any worker wrote)."""
+    return _read(store, OnlineStoreReader.stats)
 
 
 def _worker_rows(store: Path) -> dict[str, dict[str, int]]:
+    return _read(store, OnlineStoreReader.worker_stats)
+
+
+def _read(store: Path, what: Callable[[OnlineStoreReader], T]) -> T | dict[str, Any]:
     if not store.exists():
         return {}
     reader = OnlineStoreReader(store)
     try:
-        return reader.worker_stats()
+        return what(reader)
     finally:
         reader.close()
 

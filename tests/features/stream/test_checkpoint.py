@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 
 from dataflow_playground.features.batch_sql import BatchFeatures
-from dataflow_playground.features.definitions import FEATURES
-from dataflow_playground.features.online_store import OnlineStoreReader
-from dataflow_playground.features.parity import compare, values_equal
+from dataflow_playground.features.parity import values_equal
 from dataflow_playground.features.stream.runner import StreamRunner
 from dataflow_playground.features.stream.tasks import Record
 from dataflow_playground.features.stream.testing import (
@@ -28,6 +26,7 @@ from dataflow_playground.features.stream.testing import (
 )
 from dataflow_playground.features.stream.wire import pack_shuffle, unpack_shuffle
 from dataflow_playground.producers.generator import GeneratorConfig, generate_table, wire_records
+from tests.helpers import assert_stream_equals_batch
 
 PARTS = 3
 
@@ -44,17 +43,8 @@ def _batch(cfg: GeneratorConfig) -> BatchFeatures:
 
 
 def _assert_equals_batch(batch: BatchFeatures, values: dict[int, dict[str, object]], store: Path) -> None:
-    training = batch.training_table().to_pylist()
-    assert len(values) == len(training)
-    report = compare(((r["event_id"], r) for r in training), values)
-    assert {n: p.mismatches for n, p in report.items()} == dict.fromkeys(report, 0)
-    reader = OnlineStoreReader(store)
-    online = reader.all()
-    reader.close()
-    snapshot = batch.snapshot()
-    for f in FEATURES:
-        rows = [(k, v) for k, v in snapshot.items() if k[0] == f.entity.name]
-        assert compare(rows, online, features=(f,))[f.name].mismatches == 0, f.name
+    assert len(values) == batch.training_table().num_rows
+    assert_stream_equals_batch(batch, values, store)
 
 
 def _feed(runner: StreamRunner, polls: list[list[list[Record]]], sink: MemorySink,

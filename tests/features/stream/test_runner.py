@@ -14,9 +14,6 @@ from dataflow_playground.core.dead_letters import FEATURES_STAGE, DeadLetterInfo
 from dataflow_playground.core.schema import Event
 from dataflow_playground.core.validation import Rejection, decode_batch, decode_event
 from dataflow_playground.features.batch_sql import BatchFeatures
-from dataflow_playground.features.definitions import FEATURES
-from dataflow_playground.features.online_store import OnlineStoreReader
-from dataflow_playground.features.parity import compare
 from dataflow_playground.features.stream.testing import (
     INPUT,
     MemorySink,
@@ -31,6 +28,7 @@ from dataflow_playground.producers.generator import (
     generate_table,
     wire_records,
 )
+from tests.helpers import assert_stream_equals_batch
 
 PARTITIONS = 3
 
@@ -73,15 +71,7 @@ def test_polls_equal_batch_and_dead_letters(tmp_path: Path, seed: int) -> None:
     batch = BatchFeatures(table)
     training = batch.training_table().to_pylist()
     assert len(sink.values) == len(training)
-    report = compare(((r["event_id"], r) for r in training), sink.values)
-    assert {n: p.mismatches for n, p in report.items()} == dict.fromkeys(report, 0)
-    reader = OnlineStoreReader(tmp_path / "online.sqlite")
-    online = reader.all()
-    reader.close()
-    snapshot = batch.snapshot()
-    for f in FEATURES:
-        rows = [(k, v) for k, v in snapshot.items() if k[0] == f.entity.name]
-        assert compare(rows, online, features=(f,))[f.name].mismatches == 0, f.name
+    assert_stream_equals_batch(batch, sink.values, tmp_path / "online.sqlite")
 
 
 def test_memory_source_keeps_per_key_order_and_interleaves() -> None:

@@ -21,15 +21,14 @@ from dataflow_playground.core import kafka_admin
 from dataflow_playground.core.dead_letters import FEATURES_STAGE, DeadLetterInfo
 from dataflow_playground.core.settings import Settings
 from dataflow_playground.features.batch_sql import BatchFeatures
-from dataflow_playground.features.definitions import FEATURES
 from dataflow_playground.features.online_store import OnlineStoreReader
-from dataflow_playground.features.parity import compare
 from dataflow_playground.features.stream.checkpoint import CheckpointStore
 from dataflow_playground.features.stream.process import WorkerGroup
 from dataflow_playground.features.stream.runner import dedupe_feature_records
 from dataflow_playground.features.stream.worker import internal_topics
 from dataflow_playground.producers.generator import GeneratorConfig, WireRecord, generate_table, wire_records
 from dataflow_playground.producers.to_kafka import make_producer, produce
+from tests.helpers import assert_stream_equals_batch
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -123,16 +122,7 @@ class Run:
                     stages.setdefault(ev["event_id"], set()).add(rec["stage"])
         assert set(values) == good, f"{len(good - set(values))} events have no values"
         assert all(s == {"user", "merchant"} for s in stages.values())
-        training = batch.training_table().to_pylist()
-        report = compare(((r["event_id"], r) for r in training), values)
-        assert {n: p.mismatches for n, p in report.items()} == dict.fromkeys(report, 0)
-        reader = OnlineStoreReader(self.group.store)
-        online = reader.all()
-        reader.close()
-        snapshot = batch.snapshot()
-        for f in FEATURES:
-            rows = [(k, v) for k, v in snapshot.items() if k[0] == f.entity.name]
-            assert compare(rows, online, features=(f,))[f.name].mismatches == 0, f.name
+        assert_stream_equals_batch(batch, values, self.group.store)
         return {"repeats": repeats}
 
     def close(self) -> None:
