@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
+from tenacity import Retrying, stop_after_delay, wait_fixed
 
 from dataflow_playground.core.errors import StackError
 from dataflow_playground.core.settings import Settings
@@ -53,7 +54,8 @@ class TopicSpec:
 
 
 def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> list[str]:
-    """Create the topics that do not exist yet; return the names created."""
+    """Create the topics that do not exist yet, wait until every partition of them all has a
+    leader (:func:`wait_for_leaders`), and return the names created."""
     specs = list(specs)
     client = admin(bootstrap)
     try:
@@ -70,7 +72,30 @@ def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> list[str]:
                 pass  # a concurrent creator won the race; fine
             except KafkaError as err:
                 raise StackError(f"creating topics {[s.name for s in todo]} failed: {err}") from err
-        return [s.name for s in todo]
+    finally:
+        client.close()
+    wait_for_leaders(bootstrap, [s.name for s in specs])
+    return [s.name for s in todo]
+
+
+def wait_for_leaders(bootstrap: str, topics: Iterable[str], timeout_s: float = 30.0) -> None:
+    """Until every partition of ``topics`` has a leader (a topic just created has none for a moment).
+
+    A consumer group formed in that moment is assigned nothing: its leader finds no partition
+    metadata for the topic, and kafka-python asks again only at the next metadata refresh.
+    """
+    topics = sorted(set(topics))
+    client = admin(bootstrap)
+    try:
+        for attempt in Retrying(stop=stop_after_delay(timeout_s), wait=wait_fixed(0.1), reraise=True):
+            with attempt:
+                missing = [f"{t['name']}: {t['error_code']}" if t["error_code"] else
+                           f"{t['name']}[{p['partition_index']}]"
+                           for t in client.describe_topics(topics) for p in (t["partitions"] or [None])
+                           if t["error_code"] or p is None or p["leader_id"] < 0]
+                if missing:
+                    raise StackError(f"partitions without a leader after {timeout_s:.0f}s: {missing}; "
+                                     "is the broker healthy? (playground status)")
     finally:
         client.close()
 

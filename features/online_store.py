@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
 from dataflow_playground.core.errors import PlaygroundError
 from dataflow_playground.core.settings import Settings
@@ -61,6 +62,10 @@ class OnlineRow:
     updated_ms: int
 
 
+def _locked(err: BaseException) -> bool:
+    return isinstance(err, sqlite3.OperationalError) and "locked" in str(err)
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -91,6 +96,15 @@ class OnlineStoreWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        # Several workers may open a new file at once. Switching it to WAL takes a lock that
+        # ``timeout`` (busy_timeout) does not wait for: "database is locked" at once, seen when
+        # two workers started together. Retried, as the lock is held for milliseconds.
+        for attempt in Retrying(retry=retry_if_exception(_locked), stop=stop_after_delay(30),
+                                wait=wait_random(0.01, 0.2), reraise=True):
+            with attempt:
+                self._init_schema()
+
+    def _init_schema(self) -> None:
         self.con.execute("PRAGMA journal_mode=WAL")
         # NORMAL: a commit is durable against a process crash, not a power cut; fine for a cache
         # that is rebuilt from Kafka.

@@ -15,6 +15,15 @@ operators see the input sorted by ``(ts, event_id)``, which is what parity needs
 no process-wide merge and no wall clock in here: a channel that has nothing to say says so
 with an :data:`IDLE` mark, sent by the user task that owns it once it has no backlog.
 
+An idle mark holds only while it is true (Kafka Streams' rule for idle inputs, KIP-695): it
+carries the input offset the channel's partition had reached, and before it lets items pass
+that the channel's last real mark would hold back, :meth:`EventTimeOrderer.release` asks
+``input_ends`` (the input topic's end offsets, read from the broker after those items
+arrived) whether the partition has grown since. If it has, its events are on their way and
+the channel holds at its last real mark again. Without that check, after a quiet spell the
+first user partition to resume would run the merchants ahead of the others, and their
+events would come in late (seen after a rebalance: hundreds of events dropped as too late).
+
 Lateness: an item with ``ts`` below the release frontier (the newest ``ts`` released) is
 *late*. Within ``allowed_lateness_ms`` it is processed at once as a correction; beyond it,
 it is dropped and counted (the state it needs is gone).
@@ -23,7 +32,7 @@ it is dropped and counted (the state it needs is gone).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any, Generic, TypeVar
@@ -31,6 +40,9 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 
 IDLE = 2**62  # a channel's mark when it has nothing buffered upstream: it holds nobody back
+# The input topic's end offsets per partition, as of a moment after the items to release
+# arrived; None when they cannot be had now (idle channels then count as woken).
+InputEnds = Callable[[], Mapping[int, int] | None]
 
 
 class Arrival(Enum):
@@ -56,6 +68,9 @@ class EventTimeOrderer(Generic[T]):
         self.frontier: int | None = None  # newest ts released
         self.stats = LatenessStats()
         self._seq = 0
+        # Per idle channel: the input offset its partition had reached, and its last real mark.
+        self.idle_at: dict[int, int] = {}
+        self.before_idle: dict[int, int | None] = {}
 
     def classify(self, ts: int) -> Arrival | None:
         """LATE or DROPPED for an item behind the frontier (and count it); None if it is on time."""
@@ -69,17 +84,28 @@ class EventTimeOrderer(Generic[T]):
         self.stats.late_accepted += 1
         return Arrival.LATE
 
-    def advance(self, channel: int, ts: int) -> None:
-        """The channel promises nothing older than ``ts`` is on its way (or is :data:`IDLE`)."""
+    def advance(self, channel: int, ts: int, idle_at: int = -1) -> None:
+        """The channel promises nothing older than ``ts`` is on its way, or is :data:`IDLE`
+        with its input partition at offset ``idle_at`` (-1: not known, idle unconditionally)."""
         mark = self.marks.get(channel)
-        if ts == IDLE or mark is None or mark == IDLE or ts > mark:
-            self.marks[channel] = ts
+        if ts == IDLE:
+            if mark != IDLE:
+                self.before_idle[channel] = mark
+            self.idle_at[channel] = idle_at
+            self.marks[channel] = IDLE
+        elif mark is None or mark == IDLE or ts > mark:
+            self._active(channel, ts)
+
+    def _active(self, channel: int, ts: int) -> None:
+        self.marks[channel] = ts
+        if channel in self.idle_at:
+            del self.idle_at[channel], self.before_idle[channel]
 
     def push(self, channel: int, ts: int, event_id: int, item: T) -> Arrival:
         """An item; a channel's items come in its own order, so each one is also a mark."""
         mark = self.marks.get(channel)
         if mark is None or mark == IDLE or ts > mark:
-            self.marks[channel] = ts
+            self._active(channel, ts)
         verdict = self.classify(ts)
         if verdict is not None:
             return verdict
@@ -87,19 +113,37 @@ class EventTimeOrderer(Generic[T]):
         heapq.heappush(self.heap, (ts, event_id, self._seq, item))
         return Arrival.BUFFERED
 
-    def watermark(self) -> int | None:
-        """Min over the channels' marks (idle ones left out); None while one is not heard from."""
-        active = []
-        for mark in self.marks.values():
+    def watermark(self, input_ends: InputEnds | None = None) -> int | None:
+        """Min over the channels' marks; None while one is not heard from.
+
+        Idle channels are left out; with ``input_ends``, only those whose partition has not
+        grown since they went idle, and only asked when leaving them out would release items.
+        """
+        active, idle = [], []
+        for channel, mark in self.marks.items():
             if mark is None:
                 return None
-            if mark != IDLE:
+            if mark == IDLE:
+                idle.append(channel)
+            else:
                 active.append(mark)
-        return min(active) if active else IDLE
+        mark = min(active) if active else IDLE
+        if not idle or input_ends is None or not self.heap or self.heap[0][0] > mark:
+            return mark
+        ends = input_ends()
+        for channel in idle:
+            at = self.idle_at.get(channel, -1)
+            if at < 0 or (ends is not None and ends.get(channel, 0) <= at):
+                continue  # still idle
+            held = self.before_idle.get(channel)
+            if held is None:  # woken before it ever sent a real mark: it holds everything
+                return None
+            mark = min(mark, held)
+        return mark
 
-    def release(self) -> list[T]:
+    def release(self, input_ends: InputEnds | None = None) -> list[T]:
         """Buffered items with ts <= watermark, in (ts, event_id) order."""
-        mark = self.watermark()
+        mark = self.watermark(input_ends)
         out: list[T] = []
         heap = self.heap
         if mark is None:
@@ -116,12 +160,19 @@ class EventTimeOrderer(Generic[T]):
     def snapshot(self) -> dict[str, Any]:
         """Everything but the buffered items (a checkpoint stores those as entries)."""
         return {"marks": {str(c): m for c, m in self.marks.items()}, "frontier": self.frontier,
-                "stats": asdict(self.stats)}
+                "stats": asdict(self.stats), "idle_at": {str(c): o for c, o in self.idle_at.items()},
+                "before_idle": {str(c): m for c, m in self.before_idle.items()}}
 
-    def restore(self, snap: dict[str, Any]) -> None:
+    def restore(self, snap: dict[str, Any], items: Iterable[tuple[int, int, T]] = ()) -> None:
+        """The state :meth:`snapshot` saved, and the buffered items as ``(ts, event_id, item)``."""
         self.marks.update({int(c): m for c, m in snap["marks"].items()})
         self.frontier = snap["frontier"]
         self.stats = LatenessStats(**snap["stats"])
+        self.idle_at = {int(c): int(o) for c, o in snap.get("idle_at", {}).items()}
+        self.before_idle = {int(c): m for c, m in snap.get("before_idle", {}).items()}
+        self.heap = [(ts, eid, seq, item) for seq, (ts, eid, item) in enumerate(items)]
+        heapq.heapify(self.heap)
+        self._seq = len(self.heap)
 
     def __len__(self) -> int:
         return len(self.heap)

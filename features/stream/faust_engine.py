@@ -95,8 +95,6 @@ from aiokafka.structs import TopicPartition as AIOTopicPartition
 from faust.tables.manager import TableManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
-from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
 
 from dataflow_playground.core.kafka_codecs import require_codecs
 from dataflow_playground.core.settings import get_settings
@@ -104,6 +102,8 @@ from dataflow_playground.features.online_store import OnlineStoreWriter
 from dataflow_playground.features.stream.checkpoint import CheckpointStore
 from dataflow_playground.features.stream.tasks import Record
 from dataflow_playground.features.stream.worker import (
+    METADATA_MAX_AGE_MS,
+    InputEndOffsets,
     WorkerConfig,
     build_runner,
     parse_config,
@@ -115,7 +115,6 @@ log = logging.getLogger(__name__)
 
 TICK_S = 0.05
 FETCH_MAX_WAIT_MS = 50
-ENDS_EVERY_S = 0.5  # broker end offsets, for user partitions that look idle
 ACK_TIMEOUT_S = 30.0
 MAX_WITHIN_S = 0.25  # the longest a batch waits for more records (when behind)
 BEHIND_RECORDS = 1000  # records fetched but not taken yet, from which a worker counts as behind
@@ -291,6 +290,7 @@ class FaustWorker:
             broker_heartbeat_interval=max(session_s / 4, 0.25),
             broker_max_poll_records=cfg.batch_max,
             consumer_max_fetch_size=1024 * 1024,
+            consumer_metadata_max_age_ms=METADATA_MAX_AGE_MS,
             stream_recovery_delay=0.0,  # no tables to recover: resume at once after a rebalance
             stream_buffer_maxsize=4 * cfg.batch_max,
             producer_acks=1,
@@ -306,19 +306,17 @@ class FaustWorker:
         self.store = OnlineStoreWriter(cfg.store)
         self.checkpoints = CheckpointStore(cfg.bootstrap, cfg.app_id, client_id=f"{cfg.app_id}-checkpoints")
         published = published_dead_letters(cfg.bootstrap, cfg.dlq_topic, cfg.input_topic)
-        self.runner = build_runner(cfg, self.store, self.outputs, self.checkpoints, published)
+        # Blocking calls, as the kafka-python engine makes them: faust's consumer answers
+        # asynchronously, from its thread, and tick() needs the answer now.
+        self.ends = InputEndOffsets(cfg)
+        self.runner = build_runner(cfg, self.store, self.outputs, self.checkpoints, published,
+                                   self.ends.after_rows)
         self.topics = (cfg.input_topic, cfg.repartition_topic)
         # Held by every runner call that sends or checkpoints: a checkpoint's drain() and its
         # synchronous save must not have a step in between.
         self.lock = asyncio.Lock()
         self.closed = False
         self._stores_closed = False
-        self._ends: dict[Partition, int] = {}
-        self._ends_at = 0.0
-        # End offsets for _backlog, asked as the kafka-python engine asks them: a quick
-        # blocking call, at most every 0.5 s.
-        self._ends_client = KafkaConsumer(bootstrap_servers=cfg.bootstrap, enable_auto_commit=False,
-                                          client_id=f"{cfg.app_id}-ends")
         self._mirror_task: asyncio.Future[None] | None = None
         self._checkpoint_due_at = time.monotonic() + cfg.checkpoint_interval_s
         self._batch: dict[Partition, list[Record]] = {}  # records taken, not stepped yet
@@ -432,6 +430,8 @@ class FaustWorker:
         if not self._batched or self.closed:
             return
         polled = [(topic, records) for (topic, _p), records in self._batch.items()]
+        if any(topic == self.cfg.repartition_topic for topic, _r in polled):
+            self.ends.rows_at = time.monotonic()  # after they came in: what the merchants need
         self._batch.clear()
         self._batched = 0
         try:
@@ -457,20 +457,8 @@ class FaustWorker:
         if high is None or task is None or high > task.position:
             return True
         # The highwater is as of this partition's last fetch, which can predate what the
-        # producer wrote since (see the kafka-python engine): ask the broker, at most every
-        # 0.5 s and only for user partitions that look idle. On a client of its own: faust's
-        # consumer answers asynchronously, from its thread, and tick() needs the answer now.
-        now = time.monotonic()
-        if now - self._ends_at > ENDS_EVERY_S:
-            mine = [TopicPartition(t, p) for t, p in self.runner.tasks if t == self.cfg.input_topic]
-            try:
-                ends = self._ends_client.end_offsets(mine) if mine else {}
-            except KafkaError as err:  # ask again next time; until then the partition is not idle
-                log.debug("end offsets not read: %s", err)
-                return True
-            self._ends = {(k.topic, k.partition): int(v) for k, v in ends.items()}
-            self._ends_at = now
-        return bool(self._ends.get(tp, 0) > task.position)
+        # producer wrote since (see the kafka-python engine): ask the broker.
+        return self.ends.backlog(tp[1], task.position)
 
     async def _timer(self) -> None:
         while not self.closed and not self.app.should_stop:
@@ -524,7 +512,7 @@ class FaustWorker:
         try:
             self.checkpoints.close()
         finally:
-            self._ends_client.close()
+            self.ends.close()
             self.store.close()
 
 

@@ -24,11 +24,14 @@ from types import FrameType
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
 
+from dataflow_playground.core.errors import StackError
 from dataflow_playground.core.kafka_codecs import require_codecs
 from dataflow_playground.core.settings import get_settings
 from dataflow_playground.features.online_store import OnlineStoreWriter
 from dataflow_playground.features.stream.checkpoint import CheckpointStore
 from dataflow_playground.features.stream.worker import (
+    METADATA_MAX_AGE_MS,
+    InputEndOffsets,
     WorkerConfig,
     build_runner,
     parse_config,
@@ -91,39 +94,36 @@ class KafkaPythonWorker:
             session_timeout_ms=cfg.session_timeout_ms,
             heartbeat_interval_ms=max(cfg.session_timeout_ms // 4, 250),
             max_poll_records=cfg.batch_max, fetch_max_wait_ms=50,
-            max_partition_fetch_bytes=1024 * 1024)
+            max_partition_fetch_bytes=1024 * 1024, metadata_max_age_ms=METADATA_MAX_AGE_MS)
         self.outputs = KafkaOutputs(cfg)
         self.store = OnlineStoreWriter(cfg.store)
         self.checkpoints = CheckpointStore(cfg.bootstrap, cfg.app_id, client_id=f"{cfg.app_id}-checkpoints")
         published = published_dead_letters(cfg.bootstrap, cfg.dlq_topic, cfg.input_topic)
-        self.runner = build_runner(cfg, self.store, self.outputs, self.checkpoints, published)
-        self._ends: dict[TopicPartition, int] = {}
-        self._ends_at = 0.0
-        # End offsets come from a client of their own: metadata requests made through the group
-        # consumer for some topics only were seen to leave its leader without metadata for the
-        # others, and then it assigned nobody anything ("No partition metadata for topic").
-        self._offsets = KafkaConsumer(bootstrap_servers=cfg.bootstrap, client_id=f"{cfg.app_id}-kp-ends",
-                                      enable_auto_commit=False)
-        self.consumer.subscribe([cfg.input_topic, cfg.repartition_topic], listener=_Rebalance(self))
+        self.ends = InputEndOffsets(cfg)
+        self.runner = build_runner(cfg, self.store, self.outputs, self.checkpoints, published,
+                                   self.ends.after_rows)
+        topics = [cfg.input_topic, cfg.repartition_topic]
+        self.consumer.subscribe(topics, listener=_Rebalance(self))
+        # The subscribed topics' metadata before the first poll() joins the group. A member that
+        # leads the group before its first metadata response assigns nobody anything ("No
+        # partition metadata for topic"; seen with a static member rejoining at once after a
+        # restart), and the metadata that comes next starts a second rebalance, which was seen
+        # to leave kafka-python's group without an assignment for minutes.
+        for topic in topics:
+            if not self.consumer.partitions_for_topic(topic):
+                raise StackError(f"no partitions found for topic {topic!r}; is the broker "
+                                             "up and was the topic created? (playground status)")
 
     def _backlog(self, tp: tuple[str, int]) -> bool:
         """Records of ``tp`` written to Kafka that this worker has not processed yet."""
-        ktp = TopicPartition(*tp)
-        high = self.consumer.highwater(ktp)
+        high = self.consumer.highwater(TopicPartition(*tp))
         task = self.runner.tasks.get(tp)
         if high is None or task is None or high > task.position:
             return True
-        # The highwater is as of this partition's last fetch, which can predate what the
-        # producer wrote since; while other partitions' buffered records keep the loop busy,
-        # this one looks idle, and its idle mark would let merchants run ahead of it (measured:
-        # 38k of 100k events late at the merchants). Ask the broker (a ListOffsets round trip
-        # at most every 0.5 s, and only for user partitions that look idle).
-        now = time.monotonic()
-        if now - self._ends_at > 0.5:
-            mine = [TopicPartition(t, p) for t, p in self.runner.tasks if t == self.cfg.input_topic]
-            self._ends = self._offsets.end_offsets(mine) if mine else {}
-            self._ends_at = now
-        return bool(self._ends.get(ktp, 0) > task.position)
+        # The highwater is as of this partition's last fetch; while other partitions' records
+        # keep the loop busy, this one can look idle with records waiting, and its idle mark
+        # would let merchants run ahead of it (measured: 38k of 100k events late). Ask the broker.
+        return self.ends.backlog(tp[1], task.position)
 
     def run(self) -> None:
         consumer, runner = self.consumer, self.runner
@@ -132,7 +132,10 @@ class KafkaPythonWorker:
             while not self.stopping:
                 if runner.awaiting:
                     self._finish_assign()
+                polled_at = time.monotonic()
                 polled = consumer.poll(timeout_ms=20, max_records=self.cfg.batch_max)
+                if any(tp.topic == self.cfg.repartition_topic for tp in polled):
+                    self.ends.rows_at = polled_at
                 runner.step([(tp.topic, [(m.partition, m.offset, m.key, m.value, m.timestamp)
                                          for m in msgs]) for tp, msgs in polled.items()])
                 now = time.monotonic()
@@ -147,12 +150,16 @@ class KafkaPythonWorker:
     def _finish_assign(self) -> None:
         positions = self.runner.finish_assign()
         owned = self.consumer.assignment()
-        ready = []
+        ready, moved = [], []
         for (topic, partition), offset in positions.items():
             tp = TopicPartition(topic, partition)
-            if tp in owned:  # not taken away again meanwhile
+            if tp in owned:
                 self.consumer.seek(tp, offset)
                 ready.append(tp)
+            else:  # taken away again while it restored: no revocation will name it
+                moved.append((topic, partition))
+        if moved:
+            self.runner.drop(moved)
         if ready:
             self.consumer.resume(*ready)
 
@@ -174,7 +181,7 @@ class KafkaPythonWorker:
         finally:
             self.outputs.producer.close(timeout=5)
             self.consumer.close(autocommit=False)
-            self._offsets.close()
+            self.ends.close()
             self.checkpoints.close()
             self.store.close()
 

@@ -28,7 +28,8 @@ import orjson
 
 from dataflow_playground.features.online_store import OnlineStoreWriter
 from dataflow_playground.features.stream.checkpoint import CheckpointStore
-from dataflow_playground.features.stream.tasks import Record, Stage, Task, TaskConfig, make_task
+from dataflow_playground.features.stream.event_time import InputEnds
+from dataflow_playground.features.stream.tasks import MerchantTask, Record, Stage, Task, TaskConfig, make_task
 from dataflow_playground.features.stream.wire import pack_shuffle
 
 # (topic, partition)
@@ -58,7 +59,8 @@ class StreamRunner:
                  checkpoints: CheckpointStore | None = None, worker_id: str = "worker",
                  checkpoint_interval_s: float = 1.0, heartbeat_s: float = 1.0,
                  published_dead: set[str] | None = None,
-                 refresh_dead: Callable[[], set[str]] | None = None) -> None:
+                 refresh_dead: Callable[[], set[str]] | None = None,
+                 input_ends: InputEnds | None = None) -> None:
         self.cfg, self.store, self.outputs, self.checkpoints = cfg, store, outputs, checkpoints
         self.worker_id = worker_id
         self.checkpoint_interval_s = checkpoint_interval_s
@@ -67,6 +69,9 @@ class StreamRunner:
         # arrive later (a failover: the dead owner may have published some after this worker read).
         self.published_dead = published_dead if published_dead is not None else set()
         self.refresh_dead = refresh_dead
+        # The input topic's end offsets (from the engine): merchant tasks check with them that
+        # an idle user partition is still idle before they release what it held back.
+        self.input_ends = input_ends
         self._assigned_once = False
         self.tasks: dict[TP, Task] = {}
         self.awaiting: list[TP] = []  # assigned, not restored yet (assign(defer=True))
@@ -104,6 +109,8 @@ class StreamRunner:
         for topic, p in new:
             task = make_task(self.cfg, self.stage_of(topic), p)
             task.published_dead = self.published_dead
+            if isinstance(task, MerchantTask):
+                task.input_ends = self.input_ends
             self.tasks[(topic, p)] = task
         if new and self.checkpoints is not None:
             started = time.monotonic()
@@ -130,6 +137,15 @@ class StreamRunner:
         for tp in gone:
             del self.tasks[tp]
 
+    def drop(self, tps: Iterable[TP]) -> None:
+        """Forget tasks restored for partitions that moved on before they read anything.
+
+        No checkpoint: they hold only what they restored. Kept, they would go on writing their
+        stale counters to the online store over the new owner's.
+        """
+        for tp in tps:
+            self.tasks.pop(tp, None)
+
     # -- processing --------------------------------------------------------------------------
 
     def step(self, polled: Iterable[tuple[str, Sequence[Record]]]) -> int:
@@ -148,11 +164,11 @@ class StreamRunner:
         return n
 
     def tick(self, backlog: Callable[[TP], bool] = lambda _tp: False, now: float | None = None) -> None:
-        """Called on a timer: idle marks for caught-up user partitions, heartbeat."""
+        """Called on a timer: idle marks for caught-up user partitions, merchant releases that
+        waited for the input's end offsets, heartbeat."""
         now = time.monotonic() if now is None else now
         for tp, task in self.tasks.items():
-            if task.stage is Stage.USER:
-                task.tick(now, lambda tp=tp: backlog(tp))  # type: ignore[misc]
+            task.tick(now, lambda tp=tp: backlog(tp))  # type: ignore[misc]
         self._send()
         self._write_store()
 

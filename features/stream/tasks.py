@@ -33,7 +33,7 @@ from typing import Any
 from dataflow_playground.core.dead_letters import FEATURES_STAGE, dead_letter_headers, source_id
 from dataflow_playground.core.validation import Rejection, decode_batch
 from dataflow_playground.features.definitions import FEATURES, FeatureSpec
-from dataflow_playground.features.stream.event_time import IDLE, Arrival, EventTimeOrderer
+from dataflow_playground.features.stream.event_time import IDLE, Arrival, EventTimeOrderer, InputEnds
 from dataflow_playground.features.stream.state import EngineStats, Entry, FeatureEngine
 from dataflow_playground.features.stream.wire import (
     EVENT,
@@ -159,13 +159,9 @@ class Task:
 
     def restore(self, meta: dict[str, Any], entries: list[Entry], pending: list[ShuffleRow]) -> None:
         self.position = self.restored_position = self.checkpointed_position = int(meta["position"])
-        self.orderer.restore(meta["orderer"])
+        self.orderer.restore(meta["orderer"], ((row[4], row[5], row) for row in pending))
         self.counters = TaskCounters(**meta["counters"])
         self.engine.restore(entries, EngineStats(**meta["engine"]))
-        for row in pending:
-            self.orderer.heap.append((row[4], row[5], len(self.orderer.heap), row))
-        self.orderer.heap.sort()
-        self.orderer._seq = len(self.orderer.heap)
 
 
 class UserTask(Task):
@@ -206,12 +202,16 @@ class UserTask(Task):
         self._mark(orderer.frontier)
 
     def _mark(self, ts: int | None) -> None:
-        """Tell every merchant partition how far this partition has come (once per change)."""
+        """Tell every merchant partition how far this partition has come (once per change).
+
+        An idle mark carries the input offset it is true for (:mod:`.event_time`).
+        """
         if ts is None or ts == self._mark_sent:
             return
         self._mark_sent = ts
+        at = self.position if ts == IDLE else -1
         for q in range(self.cfg.partitions):
-            self.out.shuffle.setdefault(q, []).append((MARK, self.partition, -1, 0, ts, 0, 0.0, 0, 0))
+            self.out.shuffle.setdefault(q, []).append((MARK, self.partition, at, 0, ts, 0, 0.0, 0, 0))
 
     def tick(self, now: float, backlog: Callable[[], bool]) -> None:
         """Send an idle mark once the partition is caught up and silent for ``idle_ms``.
@@ -242,6 +242,7 @@ class MerchantTask(Task):
     def __init__(self, cfg: TaskConfig, partition: int) -> None:
         super().__init__(cfg, partition, range(cfg.partitions))
         self.applied: dict[int, int] = {}  # source partition -> highest source offset taken in
+        self.input_ends: InputEnds | None = None  # set by the runner: is an idle channel still idle?
 
     def ingest(self, records: Sequence[Record]) -> None:
         records = [r for r in records if r[1] >= self.position]
@@ -265,7 +266,7 @@ class MerchantTask(Task):
             for row in rows:
                 kind, src, src_offset, _pm, ts, eid = row[:6]
                 if kind == MARK:
-                    orderer.advance(src, ts)
+                    orderer.advance(src, ts, src_offset)
                     continue
                 if src_offset <= applied.get(src, -1):
                     self.counters.duplicates_skipped += 1
@@ -273,8 +274,16 @@ class MerchantTask(Task):
                 applied[src] = src_offset
                 if orderer.push(src, ts, eid, row) is Arrival.LATE:
                     self._apply(row[4:], row[3], True)
-        for row in orderer.release():
+        self._release()
+
+    def _release(self) -> None:
+        for row in self.orderer.release(self.input_ends):
             self._apply(row[4:], row[3], False)
+
+    def tick(self, now: float, backlog: Callable[[], bool]) -> None:
+        """Release what waited on idle channels whose partitions were not known to be idle yet."""
+        if self.orderer.heap:
+            self._release()
 
     def meta(self) -> dict[str, Any]:
         return {**super().meta(), "applied": {str(k): v for k, v in self.applied.items()}}

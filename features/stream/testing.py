@@ -42,6 +42,10 @@ class MemorySource:
             parts[p].append((p, len(parts[p]), key, value, produced_ms + i))
         return cls(parts)
 
+    def ends(self) -> dict[int, int]:
+        """Each partition's end offset (everything in it counts as written)."""
+        return {p: len(recs) for p, recs in self.partitions.items()}
+
     def polls(self, first: int = 1, start: dict[int, int] | None = None) -> Iterator[list[list[Record]]]:
         """Polls of varying size (1, 4, 13, ... records per partition), partitions interleaved."""
         pos = {p: (start or {}).get(p, 0) for p in self.partitions}
@@ -138,11 +142,17 @@ class MemoryCheckpoints(CheckpointStore):
 
 
 def memory_runner(store: Path, sink: MemorySink, partitions: int, allowed_lateness_ms: int = 60_000,
-                  checkpoints: CheckpointStore | None = None, worker_id: str = "memory") -> StreamRunner:
-    """The engines' runner writing to ``sink`` and an online store file; owns nothing yet."""
+                  checkpoints: CheckpointStore | None = None, worker_id: str = "memory",
+                  source: MemorySource | None = None) -> StreamRunner:
+    """The engines' runner writing to ``sink`` and an online store file; owns nothing yet.
+
+    ``source``: the input whose lengths are the end offsets merchant tasks check idle marks
+    against (without it an idle mark holds unconditionally).
+    """
     cfg = TaskConfig(INPUT, SHUFFLE_TOPIC, partitions, allowed_lateness_ms=allowed_lateness_ms)
+    ends = None if source is None else source.ends
     return StreamRunner(cfg, OnlineStoreWriter(store), sink, checkpoints, worker_id=worker_id,
-                        checkpoint_interval_s=3600)
+                        checkpoint_interval_s=3600, input_ends=ends)
 
 
 def feed_shuffle(runner: StreamRunner, sink: MemorySink, read: dict[int, int]) -> int:
@@ -171,7 +181,7 @@ def run_in_memory(source: MemorySource, store: Path, allowed_lateness_ms: int = 
     """Feed every poll of ``source`` through one runner owning every task, then the tail."""
     sink = MemorySink()
     parts = len(source.partitions)
-    runner = memory_runner(store, sink, parts, allowed_lateness_ms)
+    runner = memory_runner(store, sink, parts, allowed_lateness_ms, source=source)
     assign_all(runner, parts)
     read: dict[int, int] = {}
     for poll in source.polls():

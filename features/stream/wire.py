@@ -9,7 +9,8 @@ A repartition row (:data:`SHUFFLE`) is either an event (``kind`` 0) or a waterma
 (``kind`` 1: "source partition ``src`` has reached ``ts``", ``ts`` may be
 :data:`~.event_time.IDLE`). ``src_offset`` is the event's offset in its source partition:
 the merchant task drops a row it has already applied (a user task re-sends what came after
-its checkpoint when it recovers), so the shuffle is effectively exactly once.
+its checkpoint when it recovers), so the shuffle is effectively exactly once. In an idle
+mark it is the source partition's offset the mark is true for; in other marks, -1.
 """
 
 from __future__ import annotations

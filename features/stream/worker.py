@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 
 from dataflow_playground.core import kafka_admin
 from dataflow_playground.core.dead_letters import (
@@ -32,6 +33,7 @@ from dataflow_playground.core.settings import Settings
 from dataflow_playground.features.online_store import OnlineStoreWriter, online_store_path
 from dataflow_playground.features.stream.checkpoint import CheckpointStore, checkpoint_topics
 from dataflow_playground.features.stream.checkpoint import topic_specs as checkpoint_topic_specs
+from dataflow_playground.features.stream.event_time import InputEnds
 from dataflow_playground.features.stream.runner import Outputs, StreamRunner
 from dataflow_playground.features.stream.tasks import TaskConfig
 
@@ -39,6 +41,10 @@ FEATURES_TOPIC = "features"
 DEFAULT_APP_ID = "playground-features"
 REPARTITION_SUFFIX = "-repartition-merchant"
 log = logging.getLogger(__name__)
+# How often a worker's group consumer refreshes topic metadata. The clients' default is 5
+# minutes; a group leader that assigned with a topic's metadata missing (its partitions got
+# nobody) notices the change, and starts a rebalance, only at that refresh.
+METADATA_MAX_AGE_MS = 5000
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,7 @@ def prepare(settings: Settings, cfg: WorkerConfig) -> WorkerConfig:
         kafka_admin.TopicSpec(cfg.repartition_topic, partitions, settings.retention_ms),
         kafka_admin.TopicSpec(cfg.output_topic, partitions, settings.retention_ms),
         kafka_admin.TopicSpec(cfg.dlq_topic, 1, settings.retention_ms),
-        *checkpoint_topic_specs(cfg.app_id)])
+        *checkpoint_topic_specs(cfg.app_id)])  # (and waits for their leaders: see wait_for_leaders)
     return replace(cfg, partitions=partitions)
 
 
@@ -164,15 +170,70 @@ def published_dead_letters(bootstrap: str, dlq_topic: str, input_topic: str,
         consumer.close()
 
 
+class InputEndOffsets:
+    """The input topic's end offsets, asked of the broker on a client of its own.
+
+    Two questions need them. A user task that looks caught up asks whether it really is
+    (:meth:`backlog`: the highwater of its last fetch can predate what the producer wrote
+    since). A merchant task asks whether an idle user partition has grown since it said it
+    was idle (:meth:`after_rows`, the runner's ``input_ends``); the answer must be read after
+    the repartition records it is about to release came in, which the engine notes in
+    ``rows_at`` (monotonic seconds) when it polls some. Requests go out at most every 50 ms.
+    A client of its own: metadata requests made through the group consumer for some topics
+    only were seen to leave its leader without metadata for the others.
+    """
+
+    MIN_INTERVAL_S = 0.05
+    BACKLOG_MAX_AGE_S = 0.5
+
+    def __init__(self, cfg: WorkerConfig) -> None:
+        self.client = KafkaConsumer(bootstrap_servers=cfg.bootstrap, enable_auto_commit=False,
+                                    client_id=f"{cfg.app_id}-ends")
+        self.tps = [TopicPartition(cfg.input_topic, p) for p in range(cfg.partitions)]
+        self.ends: dict[int, int] = {}
+        self.read_at = float("-inf")  # when the request behind ``ends`` went out
+        self.rows_at = 0.0
+
+    def _refresh(self) -> bool:
+        now = time.monotonic()
+        if now - self.read_at < self.MIN_INTERVAL_S:
+            return False
+        try:
+            ends = self.client.end_offsets(self.tps)
+        except KafkaError as err:  # asked again next time; until then nothing counts as idle
+            log.debug("end offsets not read: %s", err)
+            return False
+        self.ends = {tp.partition: int(end) for tp, end in ends.items()}
+        self.read_at = now
+        return True
+
+    def backlog(self, partition: int, position: int) -> bool:
+        """Records of input ``partition`` at or after ``position`` are in Kafka (or may be)."""
+        if time.monotonic() - self.read_at > self.BACKLOG_MAX_AGE_S:
+            self._refresh()
+        return partition not in self.ends or self.ends[partition] > position
+
+    def after_rows(self) -> dict[int, int] | None:
+        """End offsets read after the last repartition records came in; None if not to be had now."""
+        if self.read_at < self.rows_at:
+            self._refresh()
+        return self.ends if self.read_at >= self.rows_at else None
+
+    def close(self) -> None:
+        self.client.close()
+
+
 def build_runner(cfg: WorkerConfig, store: OnlineStoreWriter, outputs: Outputs,
-                 checkpoints: CheckpointStore | None,
-                 published_dead: set[str] | None = None) -> StreamRunner:
+                 checkpoints: CheckpointStore | None, published_dead: set[str] | None = None,
+                 input_ends: InputEnds | None = None) -> StreamRunner:
     """The broker-free core every engine runs: tasks, outputs, checkpoints, online store.
 
-    ``published_dead``: sources already on the dead-letter topic (:func:`published_dead_letters`).
+    ``published_dead``: sources already on the dead-letter topic (:func:`published_dead_letters`);
+    ``input_ends``: :meth:`InputEndOffsets.after_rows`.
     """
     return StreamRunner(cfg.task_config(), store, outputs, checkpoints,
                         worker_id=cfg.worker_id or f"pid-{os.getpid()}",
                         checkpoint_interval_s=cfg.checkpoint_interval_s, published_dead=published_dead,
                         refresh_dead=lambda: published_dead_letters(cfg.bootstrap, cfg.dlq_topic,
-                                                                    cfg.input_topic))
+                                                                    cfg.input_topic),
+                        input_ends=input_ends)

@@ -130,6 +130,39 @@ def test_a_killed_worker_s_tasks_move_and_the_result_equals_batch(tmp_path: Path
     _assert_equals_batch(_batch(cfg), sink.values, store)
 
 
+def test_after_a_quiet_spell_merchants_wait_for_every_partition_that_grew(tmp_path: Path) -> None:
+    """Every user partition caught up and went idle; then new events come, and one partition's
+    are read long before the others' (a rebalance, a slow worker). The merchants must not run
+    ahead on the first one: the others have grown since their idle marks, so they hold."""
+    cfg, source = _data(43, malformed=0.0)
+    sink, read = MemorySink(), {}
+    store = tmp_path / "online.sqlite"
+    # What is in "Kafka": the first third the producer wrote (records carry their write order).
+    cut = 1_000 + sum(len(r) for r in source.partitions.values()) // 3
+    visible = {p: sum(r[4] < cut for r in recs) for p, recs in source.partitions.items()}
+    first = dict(visible)
+    runner = memory_runner(store, sink, PARTS)
+    runner.input_ends = visible.copy
+    assign_all(runner, PARTS)
+    runner.step([(INPUT, recs[:visible[p]]) for p, recs in source.partitions.items()])
+    feed_shuffle(runner, sink, read)
+    _tail(runner, sink, read)  # caught up and quiet: idle marks, the merchants release everything
+    merchants = [t for tp, t in runner.tasks.items() if tp[0] == SHUFFLE_TOPIC]
+    assert sum(t.counters.emitted for t in merchants) == sum(visible.values())
+    visible.update(source.ends())  # the producer writes the rest
+    runner.step([(INPUT, source.partitions[0][first[0]:])])
+    feed_shuffle(runner, sink, read)
+    _tail(runner, sink, read)
+    # Partition 0's events wait for partitions 1 and 2, whose idle marks no longer hold.
+    assert sum(t.counters.emitted for t in merchants) == sum(first.values())
+    runner.step([(INPUT, recs[first[p]:]) for p, recs in source.partitions.items() if p != 0])
+    feed_shuffle(runner, sink, read)
+    _tail(runner, sink, read)
+    assert sum(t.orderer.stats.late_dropped + t.orderer.stats.late_accepted for t in merchants) == 0
+    runner.store.close()
+    _assert_equals_batch(_batch(cfg), sink.values, store)
+
+
 def test_deltas_then_a_new_base_restore_the_same_state(tmp_path: Path) -> None:
     _cfg, source = _data(43, events=1500, malformed=0.0)
     sink, ckpt, read = MemorySink(), MemoryCheckpoints(), {}

@@ -116,3 +116,29 @@ def test_orderer_waits_for_every_channel_and_flags_late() -> None:
     assert o.stats.late_accepted == 2 and o.stats.late_dropped == 1
     o.advance(1, 30)
     assert o.watermark() == 15
+
+
+def test_an_idle_mark_holds_only_while_its_partition_has_not_grown() -> None:
+    o: EventTimeOrderer[int] = EventTimeOrderer([0, 1], allowed_lateness_ms=100)
+    o.push(0, 10, 1, 1)
+    o.push(1, 12, 2, 2)
+    assert o.release() == [1]
+    o.advance(1, IDLE, idle_at=40)  # channel 1 caught up at its input offset 40
+    o.push(0, 50, 3, 3)
+    ends = {0: 99, 1: 40}
+    assert o.release(lambda: ends) == [2, 3]  # still at 40: idle, holds nobody back
+    o.advance(0, IDLE, idle_at=99)
+    o.push(0, 70, 4, 4)  # channel 0 resumes first after a quiet spell...
+    ends = {0: 120, 1: 41}
+    assert o.release(lambda: ends) == []  # ...but channel 1 has grown: it holds at its last mark (12)
+    assert o.release(lambda: None) == []  # end offsets not to be had: idle channels count as woken
+    o.push(1, 60, 5, 5)  # channel 1's new event arrives, in time
+    o.advance(1, 80)
+    assert o.release(lambda: ends) == [5, 4]
+    assert o.stats.late_accepted == o.stats.late_dropped == 0
+    snap = o.snapshot()
+    o.advance(1, IDLE, idle_at=41)
+    restored: EventTimeOrderer[int] = EventTimeOrderer([0, 1], allowed_lateness_ms=100)
+    restored.restore(o.snapshot(), [(90, 6, 6)])
+    assert (restored.idle_at, restored.before_idle, len(restored)) == ({1: 41}, {1: 80}, 1)
+    assert snap["idle_at"] == {}
