@@ -18,7 +18,7 @@ from pathlib import Path
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
-from dataflow_playground.core import receipts
+from dataflow_playground.core import kafka_admin, receipts
 from dataflow_playground.core.kafka_codecs import require_codecs
 from dataflow_playground.core.validation import Rejection, decode_event
 from dataflow_playground.producers.to_kafka import SENT_HEADER
@@ -45,7 +45,7 @@ class KafkaReader:
             bootstrap_servers=bootstrap, group_id=group, client_id=f"{name}-{os.getpid()}",
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=2000,
             fetch_max_wait_ms=50, fetch_max_bytes=16 * 2**20, max_partition_fetch_bytes=8 * 2**20)
-        self.consumer.subscribe([topic], listener=_Announce(receipts_dir / f"{name}.assign.json"))
+        kafka_admin.subscribe(self.consumer, [topic], _Announce(receipts_dir / f"{name}.assign.json"))
         self.log = receipts.ReceiptLog(receipts_dir / f"{name}{receipts.SUFFIX}")
         self.rejected = 0
 

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer
 
+from dataflow_playground.core import kafka_admin
 from dataflow_playground.core.dead_letters import SINK_STAGE, dead_letter_headers, source_id
 from dataflow_playground.core.errors import PlaygroundError
 from dataflow_playground.core.kafka_codecs import require_codecs
@@ -75,7 +76,6 @@ class KafkaToDuckDB:
         self.write_wait_s = write_wait_s
         require_codecs("kafka-python", "the Kafka -> DuckDB sink")
         self.consumer = KafkaConsumer(
-            self.topic,
             bootstrap_servers=settings.bootstrap_servers,
             group_id=group,
             client_id=f"{group}-{os.getpid()}",
@@ -88,6 +88,7 @@ class KafkaToDuckDB:
             session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000,
         )
+        kafka_admin.subscribe(self.consumer, [self.topic])
         self.dlq = KafkaProducer(bootstrap_servers=settings.bootstrap_servers,
                                  acks="all", linger_ms=5, client_id=f"{group}-dlq")
         crash = os.environ.get(CRASH_AFTER_WRITES_ENV)

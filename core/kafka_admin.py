@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from tenacity import Retrying, stop_after_delay, wait_fixed
@@ -98,6 +98,26 @@ def wait_for_leaders(bootstrap: str, topics: Iterable[str], timeout_s: float = 3
                                      "is the broker healthy? (playground status)")
     finally:
         client.close()
+
+
+def subscribe(consumer: KafkaConsumer, topics: list[str],
+              listener: ConsumerRebalanceListener | None = None) -> None:
+    """Subscribe a group member to ``topics``, and have their metadata before its first poll.
+
+    The first ``poll()`` joins the group. A member that leads the group before its first
+    metadata response assigns nobody anything ("No partition metadata for topic"), and
+    kafka-python 3 was seen not to assign again for minutes once the metadata came (CI, and
+    ``tests/core/test_kafka_admin_broker.py`` without this). Raises :class:`StackError` if a
+    topic has no partitions.
+    """
+    if listener is None:
+        consumer.subscribe(topics)
+    else:
+        consumer.subscribe(topics, listener=listener)
+    empty = [t for t in topics if not consumer.partitions_for_topic(t)]
+    if empty:
+        raise StackError(f"no partitions found for topics {empty}; is the broker up and were they "
+                         "created? (playground status)")
 
 
 def list_topics(bootstrap: str) -> list[str]:

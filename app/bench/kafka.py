@@ -24,10 +24,11 @@ from dataflow_playground.producers.to_kafka import PRODUCER_DEFAULTS, make_produ
 
 
 def _consume_all(bootstrap: str, topic: str, n: int) -> float:
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"bench-{uuid.uuid4().hex}",
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=f"bench-{uuid.uuid4().hex}",
                              auto_offset_reset="earliest", enable_auto_commit=False,
                              max_poll_records=10_000, fetch_max_bytes=64 * 2**20,
                              max_partition_fetch_bytes=16 * 2**20)
+    kafka_admin.subscribe(consumer, [topic])
     got = 0
     start = None
     deadline = time.monotonic() + 600

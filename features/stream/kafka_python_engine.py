@@ -24,7 +24,7 @@ from types import FrameType
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
 
-from dataflow_playground.core.errors import StackError
+from dataflow_playground.core import kafka_admin
 from dataflow_playground.core.kafka_codecs import require_codecs
 from dataflow_playground.core.settings import get_settings
 from dataflow_playground.features.online_store import OnlineStoreWriter
@@ -102,17 +102,8 @@ class KafkaPythonWorker:
         self.ends = InputEndOffsets(cfg)
         self.runner = build_runner(cfg, self.store, self.outputs, self.checkpoints, published,
                                    self.ends.after_rows)
-        topics = [cfg.input_topic, cfg.repartition_topic]
-        self.consumer.subscribe(topics, listener=_Rebalance(self))
-        # The subscribed topics' metadata before the first poll() joins the group. A member that
-        # leads the group before its first metadata response assigns nobody anything ("No
-        # partition metadata for topic"; seen with a static member rejoining at once after a
-        # restart), and the metadata that comes next starts a second rebalance, which was seen
-        # to leave kafka-python's group without an assignment for minutes.
-        for topic in topics:
-            if not self.consumer.partitions_for_topic(topic):
-                raise StackError(f"no partitions found for topic {topic!r}; is the broker "
-                                             "up and was the topic created? (playground status)")
+        # (with the topics' metadata before the first poll joins the group: see kafka_admin.subscribe)
+        kafka_admin.subscribe(self.consumer, [cfg.input_topic, cfg.repartition_topic], _Rebalance(self))
 
     def _backlog(self, tp: tuple[str, int]) -> bool:
         """Records of ``tp`` written to Kafka that this worker has not processed yet."""

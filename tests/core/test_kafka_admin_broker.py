@@ -15,16 +15,17 @@ pytestmark = pytest.mark.kafka
 
 
 def test_a_group_formed_right_after_ensure_topics_is_given_every_partition(bootstrap: str) -> None:
-    """Formed before the new topic's partitions had leaders, kafka-python's group leader would
-    find no partition metadata, assign nothing, and ask again only at its next metadata refresh
-    (5 minutes by default): ensure_topics waits for the leaders first."""
+    """A member that joined before its first metadata response would lead the group with no
+    partition metadata and assign nothing ("No partition metadata for topic"); kafka-python 3
+    was seen not to assign again within 20 s (this test, with ``consumer.subscribe`` instead
+    of ``kafka_admin.subscribe``, failed so in CI)."""
     names = [f"lead-{uuid.uuid4().hex[:8]}" for _ in range(3)]
     kafka_admin.ensure_topics(bootstrap, [kafka_admin.TopicSpec(n, 4) for n in names])
     try:
         for name in names:
             consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=f"g-{name}",
                                      enable_auto_commit=False, session_timeout_ms=6000)
-            consumer.subscribe([name])
+            kafka_admin.subscribe(consumer, [name])
             deadline = time.monotonic() + 20
             while not consumer.assignment() and time.monotonic() < deadline:
                 consumer.poll(timeout_ms=100)
