@@ -10,6 +10,10 @@ so it takes the ``k`` rows before the *first* row of the event's ``ts`` peer gro
 (rows ordered by ``ts, event_id``), then drops those older than the window; every
 row of a peer group reuses that list, since they share one history.
 
+This SQL is the readable reference. ``BatchFeatures.training_table()`` runs the same
+definitions as a vectorised numpy pass (:mod:`~dataflow_playground.features.batch_numpy`),
+which window frames cannot match on speed; hypothesis tests prove the two tables equal.
+
 Snapshots (values "as of T" for entities) reuse the same query: a spine of probe
 rows ``(entity, id, as_of)`` is unioned with the events; probes carry no values, so
 every aggregate ignores them, and only the probes' rows are returned.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
+from dataflow_playground.features import batch_numpy
 from dataflow_playground.features.definitions import ENTITIES, FEATURES, Agg, FeatureSpec
 
 _EVENT_COLUMNS = "event_id, user_id, merchant_id, amount, ts"
@@ -162,10 +167,21 @@ class BatchFeatures:
         self.con = con or duckdb.connect()
         if threads:
             self.con.execute(f"SET threads = {int(threads)}")
+        self.events = events
+        self.threads = threads
         self.features = features
         self.con.register("_events_src", events)
 
-    def training_table(self) -> pa.Table:
+    def training_table(self, reference: bool = False) -> pa.Table:
+        """One row per event in ``event_id`` order: its point-in-time-correct feature values.
+
+        By default the vectorised pass of :mod:`~dataflow_playground.features.batch_numpy`
+        (docs/features.md has the figures). ``reference=True``, and events that pass does not
+        cover, run the SQL of :func:`training_sql`: the readable reference it is tested against.
+        """
+        if (not reference and isinstance(self.events, pa.Table)
+                and batch_numpy.supports(self.events, self.features)):
+            return batch_numpy.training_table(self.events, self.features, threads=self.threads or 2)
         return self.con.sql(training_sql("_events_src", self.features)).to_arrow_table()
 
     def snapshot(self, as_of_ms: int | None = None) -> dict[tuple[str, int], dict[str, object]]:

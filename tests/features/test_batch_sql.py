@@ -23,28 +23,12 @@ from dataflow_playground.features.batch_sql import (
 )
 from dataflow_playground.features.definitions import FEATURES, HOUR_MS, Agg
 from dataflow_playground.features.parity import REL_TOL, values_equal
+from tests.features.strategies import T0, event_sets
 
-T0 = 1_767_225_600_000
 _FAST = "CURRENT ROW EXCLUDE GROUP"
 _REFERENCE = "1 PRECEDING"
 
 
-@st.composite
-def event_sets(draw: st.DrawFn) -> list[dict[str, object]]:
-    n = draw(st.integers(1, 80))
-    events = []
-    for i in range(n):
-        # Coarse times plus offsets of exactly 0, 1 ms and one window: equal timestamps and
-        # events sitting exactly on a window's left edge (inside) or just past it.
-        off = draw(st.integers(0, 40)) * 20 * 60_000 + draw(
-            st.sampled_from([0, 0, 1, -1, HOUR_MS, 24 * HOUR_MS, 7 * 24 * HOUR_MS]))
-        events.append({
-            "event_id": draw(st.integers(0, 10_000)) * 100 + i,  # unique, not in ts order
-            "user_id": draw(st.integers(0, 3)), "merchant_id": draw(st.integers(0, 2)),
-            "amount": draw(st.sampled_from([0.01, 1.5, 20.0, 499.99, 500.0, 1234.56, 50_000.0])),
-            "currency": "USD", "country": "US", "device": None, "ts": T0 + off, "is_fraud": False,
-        })
-    return events
 
 
 def _both(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[tuple], list[tuple]]:  # type: ignore[type-arg]
