@@ -1,4 +1,7 @@
-"""``playground bench batch-vs-stream``: the same features, batch (DuckDB) vs the stream engines.
+"""``playground bench batch-vs-stream``: the same features, batch vs the stream engines.
+
+Batch is ``BatchFeatures.training_table()``: the vectorised pass of ``features/batch_numpy.py``,
+proven equal to the DuckDB window SQL it is compiled beside (``training_table(reference=True)``).
 
 Measures: batch wall time and events/s over N events (median of repeats after a
 warm-up); for each stream engine (faust, kafka-python): sustained events/s (one worker,
@@ -38,10 +41,14 @@ from dataflow_playground.features.definitions import FEATURES
 from dataflow_playground.features.stream.registry import stream_engine
 from dataflow_playground.producers.generator import GeneratorConfig, generate_table
 
-TARGET_BATCH_EPS = 500_000
+TARGET_BATCH_EPS = 1_000_000
 TARGET_STREAM_EPS = 10_000
 TARGET_FRESHNESS_P99_MS = 100.0
 FRESHNESS_TARGET_LOAD = 2_000
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "not met"
 
 
 def _bench_batch(events: int, repeats: int) -> dict[str, Any]:
@@ -117,7 +124,7 @@ def run_bench(settings: Settings, events: int, stream_events: int, repeats: int,
     workdir = settings.data_dir / "bench-batch-stream"
     load_before = os.getloadavg()
     try:
-        with console.status(f"batch: DuckDB SQL over {events:,} events ({len(FEATURES)} features)"):
+        with console.status(f"batch: training_table() over {events:,} events ({len(FEATURES)} features)"):
             batch = _bench_batch(events, repeats)
         console.print(f"batch: {batch['wall_s']:.2f}s, {batch['events_per_s']:,.0f} events/s")
         streams: dict[str, dict[str, Any]] = {}
@@ -142,7 +149,7 @@ def _write(settings: Settings, batch: dict[str, Any], streams: dict[str, dict[st
     at_target = {e: next(f for f in fresh[e] if f["offered_events_per_s"] == FRESHNESS_TARGET_LOAD)
                  for e in streams}
     rows: list[list[Any]] = [
-        ["batch events/s (DuckDB SQL)", batch_eps, TARGET_BATCH_EPS, batch_eps / TARGET_BATCH_EPS],
+        ["batch events/s (training_table)", batch_eps, TARGET_BATCH_EPS, batch_eps / TARGET_BATCH_EPS],
     ]
     for e, st in streams.items():
         rows.append([f"stream events/s ({e})", st["events_per_s"], TARGET_STREAM_EPS,
@@ -170,15 +177,15 @@ def _write(settings: Settings, batch: dict[str, Any], streams: dict[str, dict[st
                 f"{batch_eps / streams[best]['events_per_s']:,.0f}x the best stream engine, {best} "
                 f"({streams[best]['events_per_s']:,.0f} events/s{vs}); only the stream has values soon after "
                 f"an event: p99 {at_target[best]['p99_ms']:,.0f} ms at {FRESHNESS_TARGET_LOAD:,} events/s "
-                f"({best}). Targets met: batch {batch_eps >= TARGET_BATCH_EPS}, stream "
-                f"{streams[best]['events_per_s'] >= TARGET_STREAM_EPS}, freshness "
-                f"{at_target[best]['p99_ms'] <= TARGET_FRESHNESS_P99_MS}.")
+                f"({best}). Targets: batch {_met(batch_eps >= TARGET_BATCH_EPS)}, stream "
+                f"{_met(streams[best]['events_per_s'] >= TARGET_STREAM_EPS)}, freshness "
+                f"{_met(at_target[best]['p99_ms'] <= TARGET_FRESHNESS_P99_MS)}.")
     colors = {"faust": "#dd8452", "kafka-python": "#55a868"}
 
     def chart() -> Figure:
         fig = Figure(figsize=(12, 4.5))
         ax1, ax2 = fig.subplots(1, 2)
-        labels = ["batch\n(DuckDB)", *(f"stream\n{e}" for e in streams)]
+        labels = ["batch", *(f"stream\n{e}" for e in streams)]
         vals = [batch_eps, *(st["events_per_s"] for st in streams.values())]
         ax1.bar(labels, vals, color=["#4c72b0", *(colors.get(e, "grey") for e in streams)])
         ax1.axhline(TARGET_BATCH_EPS, color="#4c72b0", ls="--", lw=1, label="batch target")

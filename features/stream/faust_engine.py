@@ -108,7 +108,6 @@ from dataflow_playground.features.stream.worker import (
     build_runner,
     parse_config,
     prepare,
-    published_dead_letters,
 )
 
 log = logging.getLogger(__name__)
@@ -305,11 +304,10 @@ class FaustWorker:
         self.outputs = FaustOutputs(app, cfg)
         self.store = OnlineStoreWriter(cfg.store)
         self.checkpoints = CheckpointStore(cfg.bootstrap, cfg.app_id, client_id=f"{cfg.app_id}-checkpoints")
-        published = published_dead_letters(cfg.bootstrap, cfg.dlq_topic, cfg.input_topic)
         # Blocking calls, as the kafka-python engine makes them: faust's consumer answers
         # asynchronously, from its thread, and tick() needs the answer now.
         self.ends = InputEndOffsets(cfg)
-        self.runner = build_runner(cfg, self.store, self.outputs, self.checkpoints, published,
+        self.runner = build_runner(cfg, self.store, self.outputs, self.checkpoints,
                                    self.ends.after_rows)
         self.topics = (cfg.input_topic, cfg.repartition_topic)
         # Held by every runner call that sends or checkpoints: a checkpoint's drain() and its

@@ -36,7 +36,6 @@ from dataflow_playground.features.stream.worker import (
     build_runner,
     parse_config,
     prepare,
-    published_dead_letters,
 )
 
 log = logging.getLogger(__name__)
@@ -98,9 +97,8 @@ class KafkaPythonWorker:
         self.outputs = KafkaOutputs(cfg)
         self.store = OnlineStoreWriter(cfg.store)
         self.checkpoints = CheckpointStore(cfg.bootstrap, cfg.app_id, client_id=f"{cfg.app_id}-checkpoints")
-        published = published_dead_letters(cfg.bootstrap, cfg.dlq_topic, cfg.input_topic)
         self.ends = InputEndOffsets(cfg)
-        self.runner = build_runner(cfg, self.store, self.outputs, self.checkpoints, published,
+        self.runner = build_runner(cfg, self.store, self.outputs, self.checkpoints,
                                    self.ends.after_rows)
         # (with the topics' metadata before the first poll joins the group: see kafka_admin.subscribe)
         kafka_admin.subscribe(self.consumer, [cfg.input_topic, cfg.repartition_topic], _Rebalance(self))

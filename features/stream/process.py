@@ -208,7 +208,9 @@ class WorkerGroup:
         return read_stats(self.store)
 
     def wait_assigned(self, timeout_s: float, workers: int) -> dict[str, int]:
-        """Until the live worker processes (``workers`` of them) own every task between them.
+        """Until the live worker processes (``workers`` of them) own every task between them,
+        each at least one while there are no more workers than partitions (a group still
+        rebalancing can show one worker owning everything and a newcomer nothing).
 
         Read from each worker's own row (its PID included), so a killed worker's last
         figures, still fresh for a few seconds, are not taken for a live one's.
@@ -223,7 +225,9 @@ class WorkerGroup:
             owned = [rows.get(w.worker_id, {}) for w in alive]
             current = [r for w, r in zip(alive, owned, strict=True)
                        if w.proc is not None and r.get("pid") == w.proc.pid]
-            if len(current) >= workers and sum(r.get("assigned_partitions", 0) for r in current) == tasks:
+            owns = [r.get("assigned_partitions", 0) for r in current]
+            if (len(current) >= workers and sum(owns) == tasks
+                    and (workers > self.settings.partitions or all(owns))):
                 return self.stats()
             if time.monotonic() > deadline:
                 raise StreamWorkerError(f"{len(alive)} features workers did not share {tasks} tasks "

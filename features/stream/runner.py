@@ -65,14 +65,15 @@ class StreamRunner:
         self.worker_id = worker_id
         self.checkpoint_interval_s = checkpoint_interval_s
         self.heartbeat_s = heartbeat_s
-        # Sources already on the dead-letter topic; ``refresh_dead`` reads them again when tasks
-        # arrive later (a failover: the dead owner may have published some after this worker read).
+        # Sources already on the dead-letter topic; ``refresh_dead`` reads them again whenever user
+        # tasks arrive, the first ones included: they may be a dead worker's, whose last dead
+        # letters came out after this worker started (seen in CI: a worker whose first tasks came
+        # at a failover published 31 dead letters a second time).
         self.published_dead = published_dead if published_dead is not None else set()
         self.refresh_dead = refresh_dead
         # The input topic's end offsets (from the engine): merchant tasks check with them that
         # an idle user partition is still idle before they release what it held back.
         self.input_ends = input_ends
-        self._assigned_once = False
         self.tasks: dict[TP, Task] = {}
         self.awaiting: list[TP] = []  # assigned, not restored yet (assign(defer=True))
         self.stats = RunnerStats()
@@ -103,9 +104,8 @@ class StreamRunner:
         return self._create(new)
 
     def _create(self, new: list[TP]) -> dict[TP, int]:
-        if new and self._assigned_once and self.refresh_dead is not None:
+        if self.refresh_dead is not None and any(self.stage_of(t) is Stage.USER for t, _p in new):
             self.published_dead.update(self.refresh_dead())
-        self._assigned_once = self._assigned_once or bool(new)
         for topic, p in new:
             task = make_task(self.cfg, self.stage_of(topic), p)
             task.published_dead = self.published_dead

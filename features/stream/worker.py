@@ -8,7 +8,8 @@ workers of either engine can share the partitions.
 
 A recovering task re-reads what came after its checkpoint and so meets again the bad
 records in it. Their dead letters may already be out, so :func:`published_dead_letters`
-reads the dead-letter topic on start and the tasks publish only the ones not there yet.
+reads the dead-letter topic whenever a worker is given user tasks, and the tasks publish only
+the ones not there yet.
 """
 
 from __future__ import annotations
@@ -224,16 +225,15 @@ class InputEndOffsets:
 
 
 def build_runner(cfg: WorkerConfig, store: OnlineStoreWriter, outputs: Outputs,
-                 checkpoints: CheckpointStore | None, published_dead: set[str] | None = None,
-                 input_ends: InputEnds | None = None) -> StreamRunner:
+                 checkpoints: CheckpointStore | None, input_ends: InputEnds | None = None) -> StreamRunner:
     """The broker-free core every engine runs: tasks, outputs, checkpoints, online store.
 
-    ``published_dead``: sources already on the dead-letter topic (:func:`published_dead_letters`);
-    ``input_ends``: :meth:`InputEndOffsets.after_rows`.
+    ``input_ends``: :meth:`InputEndOffsets.after_rows`. The runner reads the dead letters
+    already published (:func:`published_dead_letters`) whenever it is given user tasks.
     """
     return StreamRunner(cfg.task_config(), store, outputs, checkpoints,
                         worker_id=cfg.worker_id or f"pid-{os.getpid()}",
-                        checkpoint_interval_s=cfg.checkpoint_interval_s, published_dead=published_dead,
+                        checkpoint_interval_s=cfg.checkpoint_interval_s,
                         refresh_dead=lambda: published_dead_letters(cfg.bootstrap, cfg.dlq_topic,
                                                                     cfg.input_topic),
                         input_ends=input_ends)
