@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -180,6 +181,56 @@ def bench_batch_vs_stream(
     console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
 
 
+def _progress_console(as_json: bool) -> Any:
+    """Where a benchmark shows its progress: stderr when stdout carries the JSON."""
+    from rich.console import Console
+
+    return Console(stderr=True) if as_json else console
+
+
+def _report(summary: dict[str, Any], table: Callable[[], Any], as_json: bool) -> None:
+    """A benchmark's summary: one JSON object on stdout, or its table, takeaway and files."""
+    import json
+
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
+        return
+    console.print(table())
+    console.print(f"[bold]Takeaway:[/bold] {summary['takeaway']}")
+    console.print(f"[dim]wrote {', '.join(summary['results'].values())}[/dim]")
+
+
+@bench_app.command("batch")
+def bench_batch(
+    events: Annotated[str, typer.Option(help="input sizes, comma-separated")] = "100000,1000000,10000000",
+    engine: Annotated[str, typer.Option(help="batch engines, comma-separated: duckdb, spark")
+                      ] = "duckdb,spark",
+    repeats: Annotated[int, typer.Option(min=1, max=20, help="runs per engine and size (median)")] = 3,
+    master: Annotated[str, typer.Option(help="Spark master: local[N] or spark://HOST:PORT")] = "local[2]",
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures as one JSON object on stdout")
+                       ] = False,
+) -> None:
+    """Batch engines by input size: events/s, peak RSS, seconds to the first result (start-up included)."""
+
+
+    from dataflow_playground.app.bench.batch import (
+        BatchBenchConfig,
+        BatchBenchError,
+        parse_engines,
+        parse_sizes,
+        run_bench,
+        summary_table,
+    )
+
+    try:
+        cfg = BatchBenchConfig(sizes=parse_sizes(events), engines=parse_engines(engine), repeats=repeats,
+                               master=master)
+    except BatchBenchError as err:
+        raise typer.BadParameter(str(err)) from err
+    summary = run_bench(get_settings(), cfg, _progress_console(as_json))
+    _report(summary, lambda: summary_table(summary["runs"]), as_json)
+
+
 @bench_app.command("stream")
 def bench_stream(
     events: Annotated[int, typer.Option(min=1, max=20_000_000,
@@ -206,9 +257,7 @@ def bench_stream(
                        ] = False,
 ) -> None:
     """Stream engines by worker count: catch-up events/s and CPU, freshness, recovery after a SIGKILL."""
-    import json
 
-    from rich.console import Console
 
     from dataflow_playground.app.bench.stream import (
         StreamBenchConfig,
@@ -228,21 +277,15 @@ def bench_stream(
                                 partitions=settings.partitions)
     except StreamBenchError as err:
         raise typer.BadParameter(str(err)) from err
-    ui = Console(stderr=True) if as_json else console
-    summary = run_bench(settings, cfg, ui)
-    if as_json:
-        sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
-    else:
-        console.print(summary_table(summary))
-        console.print(f"[bold]Takeaway:[/bold] {summary['takeaway']}")
-        console.print(f"[dim]wrote {', '.join(summary['results'].values())}[/dim]")
+    summary = run_bench(settings, cfg, _progress_console(as_json))
+    _report(summary, lambda: summary_table(summary), as_json)
 
 
 def main() -> None:
     try:
         app()
     except PlaygroundError as err:
-        console.print(f"[red]error:[/red] {err}")
+        console.print(f"[red]error:[/red] {err}", soft_wrap=True, highlight=False)
         sys.exit(2)
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from dataflow_playground.app.backfill import LABEL, BatchEngine
 from dataflow_playground.app.console import console
 from dataflow_playground.core.settings import STREAM_ENGINES, get_settings
 from dataflow_playground.features.stream.registry import stream_engine
@@ -104,3 +106,40 @@ def _print_report(doc: dict[str, Any], report: Any, stream_path: str) -> None:
     bad = doc["final_state_mismatches"]
     console.print("[green]final online state == batch snapshot (0 mismatches)" if not bad else
                    f"[red]final online state differs from the batch snapshot in {bad} values")
+
+
+@features_app.command("backfill")
+def backfill(
+    out: Annotated[Path, typer.Option(help="the Parquet file to write (one row per event_id)")],
+    engine: Annotated[BatchEngine, typer.Option(help="batch engine: duckdb here, or spark")
+                      ] = BatchEngine.DUCKDB,
+    master: Annotated[str | None, typer.Option(
+        help="Spark master: local[N] or spark://HOST:7077 (default local[2])")] = None,
+    driver_memory: Annotated[str | None, typer.Option(help="Spark driver heap, e.g. 2g (the default)")
+                             ] = None,
+    executor_memory: Annotated[str | None, typer.Option(
+        help="Spark heap per executor on a cluster, e.g. 4g (default 512m)")] = None,
+    driver_host: Annotated[str | None, typer.Option(
+        help="address a remote cluster's executors reach this machine on (default 127.0.0.1)")] = None,
+    events: Annotated[int | None, typer.Option(help="generate this many events ...")] = None,
+    seed: Annotated[int, typer.Option(help="... with this seed")] = 42,
+    rate: Annotated[float, typer.Option(help="... at this mean rate (events per second of event time)")
+                    ] = 2.0,
+    input_path: Annotated[Path | None, typer.Option(
+        "--input", help="... or read the events from this Parquet file (the event schema)")] = None,
+) -> None:
+    """Write the point-in-time-correct training set: the label and every feature, per event."""
+    from dataflow_playground.app.backfill import BackfillConfig, run_backfill
+    from dataflow_playground.features.definitions import FEATURES
+
+    cfg = BackfillConfig(out=out, engine=engine, events=events, seed=seed, rate=rate,
+                         input=input_path, master=master, driver_memory=driver_memory,
+                         executor_memory=executor_memory, driver_host=driver_host)
+    with console.status("backfill") as status:
+        result = run_backfill(cfg, on_stage=lambda stage: status.update(stage))
+    where = f" on {result.master}" if result.master else ""
+    startup = f", Spark start-up {result.startup_s:.1f} s" if result.master else ""
+    console.print(f"wrote {result.out}: {result.rows:,} rows (event_id, label {LABEL}, "
+                  f"{len(FEATURES)} features) with {result.engine}{where}; features "
+                  f"{result.compute_s:.1f} s{startup}, total {result.total_s:.1f} s",
+                  highlight=False, soft_wrap=True)

@@ -49,7 +49,7 @@ def _frame(spec: FeatureSpec) -> str:
     return f"RANGE BETWEEN {spec.window_ms} PRECEDING AND CURRENT ROW EXCLUDE GROUP"
 
 
-def _value_expr(spec: FeatureSpec) -> str:
+def value_expr(spec: FeatureSpec) -> str:
     """The per-row expression the aggregate sees: NULL for probes and filtered-out rows."""
     col = {Agg.COUNT: "1", Agg.TIME_SINCE_LAST: "ts"}.get(spec.agg, spec.column)
     cond = "NOT _probe" + (f" AND {spec.where.sql()}" if spec.where else "")
@@ -79,7 +79,7 @@ def _aggregate(spec: FeatureSpec) -> str:
         return (f"list(CASE WHEN NOT _probe THEN struct_pack(t := ts, a := {spec.column}) END) "
                 f"OVER (PARTITION BY {key} ORDER BY ts, _ord, event_id "
                 f"ROWS BETWEEN {spec.k} PRECEDING AND 1 PRECEDING)")
-    return scalar_aggregate_sql(spec, _value_expr(spec), _window_name(spec))
+    return scalar_aggregate_sql(spec, value_expr(spec), _window_name(spec))
 
 
 def _features_sql(base: str, features: tuple[FeatureSpec, ...]) -> str:

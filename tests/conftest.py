@@ -14,6 +14,7 @@ import random
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 import pytest
@@ -24,6 +25,9 @@ from dataflow_playground.app import stack
 from dataflow_playground.core import kafka_admin
 from dataflow_playground.core.settings import Settings, get_settings
 from tests.helpers import free_ports, run_cli
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 # CI runs a fixed, bounded search: the same examples every run, nothing replayed from a
 # local .hypothesis/ database, no deadline to trip on a loaded machine. Locally the search is
@@ -125,3 +129,18 @@ def topic_factory(bootstrap: str) -> Iterator[Callable[..., str]]:
     yield make
     if created:
         kafka_admin.delete_topics(bootstrap, created)
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[SparkSession]:
+    """The one SparkSession of a test run (local[2], loopback, UI off), stopped with its JVM.
+    While it runs, ``spark_session()`` on local[2] (the backfill's) lends it instead."""
+    from pyspark import SparkContext
+
+    from dataflow_playground.features.batch_spark import SparkConfig, spark_session
+
+    with spark_session(SparkConfig(master="local[2]", driver_memory="1g", shuffle_partitions=4)) as session:
+        jvm = SparkContext._gateway.proc.pid  # type: ignore[union-attr]
+        yield session
+    assert not psutil.pid_exists(jvm) or psutil.Process(jvm).status() == psutil.STATUS_ZOMBIE, (
+        f"the Spark JVM (pid {jvm}) outlived its session")
