@@ -450,13 +450,8 @@ class FaustWorker:
 
     def _backlog(self, tp: Partition) -> bool:
         """Records of ``tp`` written to Kafka that this worker has not processed yet."""
-        high = self._highwater(tp)
         task = self.runner.tasks.get(tp)
-        if high is None or task is None or high > task.position:
-            return True
-        # The highwater is as of this partition's last fetch, which can predate what the
-        # producer wrote since (see the kafka-python engine): ask the broker.
-        return self.ends.backlog(tp[1], task.position)
+        return self.ends.backlog(tp[1], task.position if task else None, self._highwater(tp))
 
     async def _timer(self) -> None:
         while not self.closed and not self.app.should_stop:
