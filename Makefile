@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install kafka demo test test-unit bench lint proto up down status clean
+.PHONY: install kafka test-deps demo test test-unit browser bench lint proto up down status clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,11 +21,24 @@ kafka: install          ## fetch Kafka's jars from Maven Central into the cache 
 demo: kafka             ## start the native stack, run the end-to-end demo, stop everything
 	$(BIN)/playground demo
 
-test: kafka             ## unit + integration tests; the tests start and stop their own broker
+# The browser tests drive Debian's chromium through chromium-driver (selenium); the metrics
+# test scrapes the stack with a real Prometheus. Without them those tests are skipped.
+test-deps:           ## chromium, chromium-driver, prometheus via apt when missing (root)
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v prometheus >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing chromium, chromium-driver and prometheus (apt) for the tests"; \
+		(apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver prometheus) >/dev/null \
+			|| echo "chromium or prometheus could not be installed; their tests will be skipped"; \
+	else echo "chromium, chromedriver or prometheus missing and apt unavailable: their tests will be skipped"; fi
+
+test: kafka test-deps ## unit + integration tests; the tests start and stop their own broker
 	$(BIN)/pytest
 
 test-unit: install      ## the tests that need no broker (seconds)
 	$(BIN)/pytest -m 'not kafka'
+
+browser: kafka test-deps ## only the browser tests: the dashboard in headless Chromium (a minute)
+	$(BIN)/pytest -m browser
 
 bench: kafka            ## the benchmarks (minutes); results land in results/
 	$(BIN)/playground bench kafka --events 1000000

@@ -7,13 +7,21 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 
-from dataflow_playground.app import stack
-from dataflow_playground.app.console import console
+from dataflow_playground.app import stack, stack_settings
+from dataflow_playground.app.chaos.cli import chaos_command
+from dataflow_playground.app.console import console, stderr_console
 from dataflow_playground.app.features_cli import features_app
 from dataflow_playground.app.flow.cli import flow_app
 from dataflow_playground.app.lab.cli import formats_command, lab_app
+from dataflow_playground.app.logs_cli import logs_command
+from dataflow_playground.app.metrics_cli import metrics_app
+from dataflow_playground.app.produce_cli import produce_command
+from dataflow_playground.app.report_cli import report_command
+from dataflow_playground.app.stack_report import print_brokers, print_crashed, print_urls, purge_data
+from dataflow_playground.app.topics_cli import topics_app
 from dataflow_playground.app.train.cli import train_app
 from dataflow_playground.core.errors import PlaygroundError
 from dataflow_playground.core.settings import STREAM_ENGINES, get_settings
@@ -31,6 +39,12 @@ app.add_typer(flow_app, name="flow")
 app.command("formats")(formats_command)
 app.add_typer(features_app, name="features")
 app.add_typer(train_app, name="train")
+app.add_typer(metrics_app, name="metrics")
+app.command("produce")(produce_command)
+app.add_typer(topics_app, name="topics")
+app.command("logs")(logs_command)
+app.command("report")(report_command)
+app.command("chaos")(chaos_command)
 
 
 @app.command("fetch-kafka")
@@ -44,34 +58,35 @@ def fetch_kafka() -> None:
     console.print(f"Kafka {settings.kafka_version}: {libs}")
 
 
-@app.command()
-def topics() -> None:
-    """Create the topics (transactions, its dead-letter topic) if they do not exist."""
-    from dataflow_playground.core import kafka_admin
-
-    settings = get_settings()
-    specs = kafka_admin.default_topics(settings)
-    created = kafka_admin.ensure_topics(settings.bootstrap_servers, specs)
-    for spec in specs:
-        state = "created" if spec.name in created else "exists"
-        console.print(f"{spec.name}: {spec.partitions} partitions, retention.ms={spec.retention_ms} "
-                      f"({state})")
-
-
 @serve_app.command("rest")
-def serve_rest(port: Annotated[int | None, typer.Option(help="default: rest_port")] = None) -> None:
+def serve_rest(port: Annotated[int | None, typer.Option(min=1, max=65_535, help="default: rest_port")
+                              ] = None) -> None:
     """The FastAPI service (OpenAPI at /docs)."""
     import uvicorn
 
+    from dataflow_playground.core.metrics import register_target
+
     settings = get_settings()
+    register_target(settings, "rest", f"http://{settings.host}:{port or settings.rest_port}/metrics")
     uvicorn.run("dataflow_playground.services.rest.app:create_app", factory=True, host=settings.bind_host,
                 port=port or settings.rest_port, log_level="warning")
+
+
+@serve_app.command("dashboard")
+def serve_dashboard(port: Annotated[int | None, typer.Option(min=1, max=65_535,
+                                                             help="default: dashboard_port (8080)")] = None
+                    ) -> None:
+    """The live dashboard: components, topics and lag, rates, feature lookup, results."""
+    from dataflow_playground.app.dashboard import serve
+
+    serve(stack_settings.effective(get_settings()), port=port)
 
 
 @serve_app.command("sink")
 def serve_sink(
     group: Annotated[str, typer.Option()] = "duckdb-sink",
-    idle_timeout: Annotated[float, typer.Option(help="seconds without data before exiting; 0 = never")] = 0,
+    idle_timeout: Annotated[float, typer.Option(min=0.0, max=86_400.0,
+                                                help="seconds without data before exiting; 0 = never")] = 0,
 ) -> None:
     """The Kafka -> DuckDB sink, consuming until stopped."""
     from dataflow_playground.consumers.kafka_to_duckdb import main as sink_main
@@ -85,43 +100,83 @@ def up(
         "--stream-workers", min=1, max=stack.MAX_STREAM_WORKERS,
         help="run this many stream workers in one consumer group (default: keep what runs, "
              "at least 1); fewer than before stops the extra ones and their partitions move")] = None,
+    with_producer: Annotated[bool, typer.Option(
+        help="also run a producer sending seeded events to the topic until `down`")] = False,
+    producer_rate: Annotated[float | None, typer.Option(
+        min=0.1, max=100_000, help="the producer's events/s (default: settings.producer_rate)")] = None,
+    brokers: Annotated[int | None, typer.Option(
+        help="Kafka nodes: 1, or 3 for a native cluster of combined broker+controller nodes "
+             "(kafka, kafka-2, kafka-3; topics with 3 replicas, min.insync.replicas=2); "
+             "default: what the running stack has, else PLAYGROUND_BROKERS (1)")] = None,
+    kafka_only: Annotated[bool, typer.Option(
+        "--kafka-only", help="start only Kafka (its node or nodes) and create the topics")] = False,
 ) -> None:
-    """Start the native stack in the background: Kafka (KRaft), REST, gRPC, the stream workers."""
-    stack.up(get_settings(), on_event=lambda m: console.print(f"  {m}"), stream_workers=stream_workers)
+    """Start the native stack in the background: Kafka (KRaft), REST, gRPC, the stream workers, the sink."""
+    settings = stack_settings.effective(get_settings())
+    if producer_rate is not None:
+        settings = settings.model_copy(update={"producer_rate": producer_rate})
+    if brokers is not None:
+        if brokers not in (1, 3):
+            raise typer.BadParameter(f"must be 1 or 3, got {brokers}", param_hint="--brokers")
+        # Validated again: the other nodes' ports must now differ from the rest.
+        settings = type(settings).model_validate({**settings.model_dump(), "brokers": brokers})
+    stack.up(settings, components=stack.kafka_components(settings) if kafka_only else None,
+             on_event=lambda m: console.print(f"  {m}"), stream_workers=stream_workers,
+             with_producer=with_producer)
     _print_status()
+    print_urls(settings)
 
 
 @app.command()
-def status() -> None:
+def status(as_json: Annotated[bool, typer.Option("--json", help="print the components as JSON on stdout")
+                              ] = False) -> None:
     """Show each component: healthy or not, port, PID, uptime. Exit 1 if any is unhealthy."""
-    if not _print_status():
+    if as_json:
+        import dataclasses
+        import json
+
+        rows = stack.status(stack_settings.effective(get_settings()))
+        sys.stdout.write(json.dumps([dataclasses.asdict(r) for r in rows], indent=2, default=str) + "\n")
+        healthy = all(r.healthy for r in rows)
+    else:
+        healthy = _print_status()
+    if not healthy:
         raise typer.Exit(1)
 
 
 @app.command()
-def down() -> None:
+def down(
+    purge: Annotated[bool, typer.Option(help="then delete the data folder: broker log, stores, logs")
+                     ] = False,
+) -> None:
     """Stop every component started by `up`; leaves no process behind."""
-    stopped = stack.down(get_settings(), on_event=lambda m: console.print(f"  {m}"))
+    settings = stack_settings.effective(get_settings())
+    stopped = stack.down(settings, on_event=lambda m: console.print(f"  {m}"))
     console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+    if purge:
+        purge_data(settings)
 
 
 def _print_status() -> bool:
-    rows = stack.status(get_settings())
+    rows = stack.status(stack_settings.effective(get_settings()))
     table = Table(title="playground stack")
     for col in ("component", "state", "port", "pid", "uptime"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for r in rows:
-        state = ("[green]healthy" if r.healthy else "[red]unhealthy") if r.running else "[dim]stopped"
+        state = (("[green]healthy" if r.healthy else "[red]unhealthy") if r.running
+                 else "[red]crashed" if r.crashed else "[dim]stopped")
         uptime = f"{r.uptime_s:,.0f}s" if r.uptime_s is not None else "-"
         table.add_row(r.name, state, str(r.port), str(r.pid or "-"), uptime)
     console.print(table)
+    print_brokers(rows)
+    print_crashed(rows)
     _print_store()
     return all(r.healthy for r in rows)
 
 
 def _print_store() -> None:
     """The store's figures; duplicates are valid records not stored because their event_id was."""
-    st = stack.store_status(get_settings())
+    st = stack.store_status(stack_settings.effective(get_settings()))
     if st.figures is None:
         console.print(f"store {st.path}: {st.note}", highlight=False, soft_wrap=True)
         return
@@ -137,16 +192,27 @@ def _print_store() -> None:
 
 @app.command()
 def demo(
-    events: Annotated[int, typer.Option(help="transactions to generate")] = 100_000,
-    malformed_rate: Annotated[float, typer.Option(help="fraction of broken records")] = 0.005,
-    seed: Annotated[int, typer.Option()] = 42,
-    keep_running: Annotated[bool, typer.Option(help="leave the stack up afterwards")] = False,
+    events: Annotated[int, typer.Option(min=1, max=50_000_000,
+                                        help="transactions moved Kafka -> DuckDB")] = 20_000,
+    flow_events: Annotated[int, typer.Option(min=100, max=1_000_000,
+                                             help="events per dataflow mode")] = 5_000,
+    parity_events: Annotated[int, typer.Option(min=100, max=1_000_000,
+                                               help="events for batch vs stream features")] = 5_000,
+    format_rows: Annotated[int, typer.Option(min=100, max=10_000_000, help="rows for the formats lab")
+                           ] = 20_000,
+    malformed_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="fraction of broken records")
+                              ] = 0.005,
+    seed: Annotated[int, typer.Option(min=0)] = 42,
+    keep: Annotated[bool, typer.Option("--keep", help="leave the stack, a continuous producer and the "
+                                                      "dashboard running, and print their URLs")] = False,
 ) -> None:
-    """End to end: start the stack, produce N events to Kafka, sink them into DuckDB, report."""
-    from dataflow_playground.app.demo import run_demo
+    """The tour: start the stack, Kafka -> DuckDB, then short flow compare, features parity and formats;
+    one line per lesson, the report's path; stops everything it started (unless --keep)."""
+    from dataflow_playground.app.tour import TourSizes, run_tour
 
-    run_demo(get_settings(), events=events, malformed_rate=malformed_rate, seed=seed,
-             keep_running=keep_running)
+    run_tour(get_settings(), TourSizes(events=events, flow_events=flow_events,
+                                       parity_events=parity_events, format_rows=format_rows),
+             seed=seed, keep=keep, malformed_rate=malformed_rate)
 
 
 @bench_app.command("kafka")
@@ -157,21 +223,29 @@ def bench_kafka(
     tuned_only: Annotated[bool, typer.Option(help="skip the library-defaults producer")] = False,
 ) -> None:
     """Produce and consume throughput with kafka-python (events/s and MB/s, medians)."""
-    from dataflow_playground.app.bench.kafka import run_bench
+    from dataflow_playground.app.bench.kafka import check_args, run_bench
 
+    try:
+        check_args(events, repeats, partitions)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
     run_bench(get_settings(), events=events, repeats=repeats, partitions=partitions,
               profiles=["tuned"] if tuned_only else None)
 
 
 @bench_app.command("batch-vs-stream")
 def bench_batch_vs_stream(
-    events: Annotated[int, typer.Option(help="events for the batch side")] = 1_000_000,
-    stream_events: Annotated[int, typer.Option(help="events for the stream's max-throughput run")] = 200_000,
-    repeats: Annotated[int, typer.Option(help="timed batch repeats (median reported)")] = 3,
-    freshness_seconds: Annotated[float, typer.Option(help="seconds per offered load")] = 10.0,
+    events: Annotated[int, typer.Option(min=1_000, max=100_000_000, help="events for the batch side")
+                      ] = 1_000_000,
+    stream_events: Annotated[int, typer.Option(min=1_000, max=20_000_000,
+                                               help="events for the stream's max-throughput run")] = 200_000,
+    repeats: Annotated[int, typer.Option(min=1, max=20, help="timed batch repeats (median reported)")] = 3,
+    freshness_seconds: Annotated[float, typer.Option(min=1.0, max=600.0, help="seconds per offered load")
+                                 ] = 10.0,
     engine: Annotated[list[str] | None, typer.Option(
         help=f"stream engine(s) to measure: {', '.join(STREAM_ENGINES)} (default: all)")] = None,
-    stream_repeats: Annotated[int, typer.Option(help="max-throughput runs per engine (median)")] = 2,
+    stream_repeats: Annotated[int, typer.Option(min=1, max=20, help="max-throughput runs per engine (median)")
+                              ] = 2,
 ) -> None:
     """Same features in DuckDB SQL and in every stream engine: throughput, CPU, freshness."""
     from dataflow_playground.app.bench.batch_vs_stream import run_bench
@@ -183,9 +257,8 @@ def bench_batch_vs_stream(
 
 def _progress_console(as_json: bool) -> Any:
     """Where a benchmark shows its progress: stderr when stdout carries the JSON."""
-    from rich.console import Console
 
-    return Console(stderr=True) if as_json else console
+    return stderr_console() if as_json else console
 
 
 def _report(summary: dict[str, Any], table: Callable[[], Any], as_json: bool) -> None:
@@ -249,8 +322,8 @@ def bench_stream(
     kill_after: Annotated[float, typer.Option(min=0.5, max=60.0,
                                               help="seconds of paced events before worker 0 is SIGKILLed")
                           ] = 3.0,
-    warmup_events: Annotated[int, typer.Option(min=0, help="untimed catch-up per engine first (0: none)")
-                             ] = 20_000,
+    warmup_events: Annotated[int, typer.Option(min=0, max=5_000_000,
+                                               help="untimed catch-up per engine first (0: none)")] = 20_000,
     recovery_timeout: Annotated[float, typer.Option(
         min=5.0, max=1800.0, help="seconds after the SIGKILL before a recovery counts as not done")] = 120.0,
     as_json: Annotated[bool, typer.Option("--json", help="print the figures as one JSON object on stdout")
@@ -286,6 +359,12 @@ def main() -> None:
         app()
     except PlaygroundError as err:
         console.print(f"[red]error:[/red] {err}", soft_wrap=True, highlight=False)
+        sys.exit(2)
+    except ValidationError as err:  # a PLAYGROUND_* setting (or one of up's options) out of range
+        for e in err.errors():
+            field = "_".join(str(part) for part in e["loc"]).upper()
+            where = f"PLAYGROUND_{field}" if field else "settings"
+            console.print(f"[red]error:[/red] {where}: {e['msg']}", soft_wrap=True, highlight=False)
         sys.exit(2)
 
 

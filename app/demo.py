@@ -120,8 +120,8 @@ def _stop_started(settings: Settings, started: dict[str, bool]) -> None:
 
 def _print_summary(s: dict[str, float], reasons: dict[str, int], balanced: bool) -> None:
     t = Table(title="demo summary")
-    t.add_column("figure")
-    t.add_column("value", justify="right")
+    t.add_column("figure", overflow="fold")
+    t.add_column("value", justify="right", overflow="fold")
     t.add_row("events sent", f"{s['events_sent']:,}")
     t.add_row("produce", f"{s['produce_events_per_s']:,.0f} ev/s  {s['produce_mb_per_s']:.1f} MB/s")
     t.add_row("consume -> DuckDB", f"{s['consume_events_per_s']:,.0f} ev/s  "

@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from dataflow_playground.app.backfill import LABEL, BatchEngine
-from dataflow_playground.app.console import console
+from dataflow_playground.app.console import console, stderr_console
 from dataflow_playground.core.settings import STREAM_ENGINES, get_settings
 from dataflow_playground.features.stream.registry import stream_engine
 
@@ -26,22 +25,29 @@ features_app = typer.Typer(help="Batch vs stream features from one definition.",
 
 
 def _duration_ms(text: str) -> int:
-    """'30s', '500ms', '2m', '1h' or a bare number of milliseconds."""
-    text = text.strip().lower()
-    for suffix, factor in (("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)):
-        if text.endswith(suffix):
-            return int(float(text[: -len(suffix)]) * factor)
-    return int(text)
+    """'30s', '500ms', '2m', '1h' or a bare number of milliseconds; a bad or negative one is refused."""
+    from dataflow_playground.app.train.serving_cli import duration_ms
+
+    return duration_ms(text)
 
 
 @features_app.command("list")
-def list_features() -> None:
+def list_features(
+    as_json: Annotated[bool, typer.Option("--json", help="print the definitions as JSON on stdout")] = False,
+) -> None:
     """Show every feature definition (entity, aggregation, window, filter)."""
     from dataflow_playground.features.definitions import FEATURES
 
+    if as_json:
+        sys.stdout.write(json.dumps([
+            {"name": f.name, "entity": f.entity.name, "aggregation": f.agg.value, "column": f.column,
+             "k": f.k, "window_ms": f.window_ms, "filter": f.where.label() if f.where else None,
+             "meaning": f.doc} for f in FEATURES], indent=2) + "\n")
+        return
+
     table = Table(title="feature definitions")
     for col in ("name", "entity", "aggregation", "window", "filter", "meaning"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for f in FEATURES:
         agg = f"{f.agg.value}({f.column or ''})" + (f" k={f.k}" if f.k else "")
         table.add_row(f.name, f.entity.name, agg, f"{f.window_ms / 3_600_000:g} h",
@@ -51,13 +57,16 @@ def list_features() -> None:
 
 @features_app.command("parity")
 def parity(
-    events: Annotated[int, typer.Option(help="events to generate")] = 50_000,
-    out_of_order: Annotated[float, typer.Option(help="fraction of events delivered late")] = 0.0,
+    events: Annotated[int, typer.Option(min=1, max=10_000_000, help="events to generate")] = 50_000,
+    out_of_order: Annotated[float, typer.Option(min=0.0, max=1.0, help="fraction of events delivered late")
+                            ] = 0.0,
     max_lateness: Annotated[str, typer.Option(help="how late at most, e.g. 30s")] = "0",
     allowed_lateness: Annotated[str, typer.Option(help="stream's allowed lateness, e.g. 60s")] = "60s",
-    rate: Annotated[float, typer.Option(help="mean events per second of event time")] = 2.0,
-    seed: Annotated[int, typer.Option()] = 42,
-    malformed_rate: Annotated[float, typer.Option(help="fraction of records broken (dead-lettered)")] = 0.0,
+    rate: Annotated[float, typer.Option(min=0.001, max=1_000_000.0,
+                                        help="mean events per second of event time")] = 2.0,
+    seed: Annotated[int, typer.Option(min=0)] = 42,
+    malformed_rate: Annotated[float, typer.Option(min=0.0, max=1.0,
+                                                  help="fraction of records broken (dead-lettered)")] = 0.0,
     engine: Annotated[Engine, typer.Option(help="stream engine; 'both' runs one after the other")
                       ] = DEFAULT_ENGINE,
     as_json: Annotated[bool, typer.Option("--json", help="print only the JSON report")] = False,
@@ -65,7 +74,7 @@ def parity(
     """Compute features in batch (DuckDB SQL) and stream (a worker over Kafka); compare them."""
     from dataflow_playground.app.parity_run import run_parity
 
-    ui = Console(stderr=True) if as_json else console
+    ui = stderr_console() if as_json else console
     engines = list(STREAM_ENGINES) if engine == "both" else [engine.value]
     docs = []
     for name in engines:
@@ -77,6 +86,10 @@ def parity(
         docs.append(doc)
         if not as_json:
             _print_report(doc, report, stream_engine(name).path)
+    from dataflow_playground.app.parity_results import write_parity_results
+
+    paths = write_parity_results(docs, get_settings().results_dir)
+    ui.print(f"[dim]wrote {', '.join(str(p) for p in paths.values())}[/dim]", soft_wrap=True)
     if as_json:
         sys.stdout.write(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2) + "\n")
     if any(d["final_state_mismatches"] for d in docs):
@@ -86,7 +99,7 @@ def parity(
 def _print_report(doc: dict[str, Any], report: Any, stream_path: str) -> None:
     table = Table(title=f"per-event parity, {doc['events']:,} events (batch = reference)")
     for col in ("feature", "mismatch", "missing", "extra", "SMAPE", "final-state mismatches"):
-        table.add_column(col, justify="right" if col != "feature" else "left")
+        table.add_column(col, justify="right" if col != "feature" else "left", overflow="fold")
     for name, m in doc["features"].items():
         fs = doc["final_state"][name]
         table.add_row(name, f"{m['mismatch_rate']:.4%}", f"{m['missing_rate']:.4%}",
@@ -121,9 +134,11 @@ def backfill(
         help="Spark heap per executor on a cluster, e.g. 4g (default 512m)")] = None,
     driver_host: Annotated[str | None, typer.Option(
         help="address a remote cluster's executors reach this machine on (default 127.0.0.1)")] = None,
+    # Checked by BackfillConfig (one-line error naming --events), not by typer's usage box.
     events: Annotated[int | None, typer.Option(help="generate this many events ...")] = None,
-    seed: Annotated[int, typer.Option(help="... with this seed")] = 42,
-    rate: Annotated[float, typer.Option(help="... at this mean rate (events per second of event time)")
+    seed: Annotated[int, typer.Option(min=0, help="... with this seed")] = 42,
+    rate: Annotated[float, typer.Option(min=0.001, max=1_000_000.0,
+                                        help="... at this mean rate (events per second of event time)")
                     ] = 2.0,
     input_path: Annotated[Path | None, typer.Option(
         "--input", help="... or read the events from this Parquet file (the event schema)")] = None,

@@ -1,7 +1,9 @@
 """The results contract: ``results/<name>.json``, ``.md`` and ``.png`` for every comparison.
 
 JSON holds the machine, library versions, parameters, raw repeats and medians;
-Markdown holds the table and a takeaway computed from the numbers; PNG the chart.
+Markdown holds the table and a takeaway computed from the numbers; PNG the chart, titled,
+with the takeaway printed under it. Each write is also kept as a run under
+``results/runs/`` (:mod:`run_history`) and refreshes the report ``results/index.html``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import json
 import os
 import platform
 import statistics
+import sys
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from importlib import metadata
@@ -21,6 +25,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+
+from dataflow_playground.app.run_history import archive_run
 
 LIBRARIES = ("kafka-python", "duckdb", "pyarrow", "fastavro", "protobuf", "grpcio",
              "faust-streaming", "fastapi", "uvicorn", "httpx", "numpy", "pydantic", "orjson")
@@ -66,6 +72,11 @@ def timed_repeats(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> list[
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     def fmt(v: Any) -> str:
+        # Python's None/True/False are not words a reader should meet in a table.
+        if v is None or (isinstance(v, float) and v != v):
+            return "-"
+        if isinstance(v, bool):
+            return "yes" if v else "no"
         if isinstance(v, float):
             return f"{v:,.3f}" if abs(v) < 100 else f"{v:,.0f}"
         if isinstance(v, int) and not isinstance(v, bool):
@@ -103,9 +114,42 @@ def write_results(name: str, results_dir: Path, *, title: str, parameters: dict[
     paths["md"].write_text("\n".join(md) + "\n")
     if chart is not None:
         fig = chart()
-        fig.tight_layout()
+        finish_chart(fig, title, takeaway)
         fig.savefig(paths["png"], dpi=110)
         plt.close(fig)
     else:
         paths.pop("png")
+        paths_png = results_dir / f"{name}.png"
+        paths_png.unlink(missing_ok=True)  # a chart of an earlier run would not match these figures
+    archive_run(results_dir, name, paths.values())
+    _refresh_report(results_dir)
     return paths
+
+
+def finish_chart(fig: Figure, title: str, takeaway: str) -> None:
+    """Give a chart its title (unless it has one) and print the takeaway under it."""
+    has_title = bool(fig.get_suptitle()) or (
+        len(fig.axes) == 1 and bool(fig.axes[0].get_title()))
+    if not has_title:
+        fig.suptitle(title)
+    shown = " ".join([fig.get_suptitle(), *(t.get_text() for t in fig.texts)]).split()
+    if " ".join(takeaway.split()[:12]) in " ".join(shown):  # the chart prints its takeaway itself
+        fig.tight_layout()
+        return
+    width, height = fig.get_size_inches()
+    lines = textwrap.wrap(f"Takeaway: {takeaway}", width=max(60, int(width * 15)))
+    extra = 0.17 * len(lines) + 0.15
+    fig.set_size_inches(width, height + extra)
+    fig.text(0.01, 0.01, "\n".join(lines), fontsize=8, ha="left", va="bottom", color="#333333")
+    fig.tight_layout(rect=(0.0, extra / (height + extra), 1.0, 1.0))
+
+
+def _refresh_report(results_dir: Path) -> None:
+    """Rebuild index.html; a report that cannot be built never costs the run its results."""
+    from dataflow_playground.app.report_page import build_index
+
+    try:
+        build_index(results_dir)
+    except Exception as err:  # the result files are written already
+        print(f"warning: results/index.html not refreshed ({err}); run `playground report`",
+              file=sys.stderr)

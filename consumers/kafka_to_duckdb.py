@@ -20,6 +20,11 @@ whose count ``playground status`` shows. A redelivery after a crash is not a dup
 the store tells the two apart by the offsets it has written
 (:meth:`...storage.duckdb_store.EventStore.write_records`).
 
+Metrics (:mod:`...core.metrics`, component ``sink``): records received, rows stored, dead
+letters by kind, duplicates, consumer lag per partition, and freshness (wall clock minus the
+event's ``ts`` when its row is stored). Every record received is stored, dead-lettered or a
+duplicate, except records redelivered after a crash (received again, stored already).
+
 Run as its own process: ``python -m dataflow_playground.consumers.kafka_to_duckdb --help``.
 """
 
@@ -33,21 +38,27 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kafka import KafkaConsumer, KafkaProducer
+import numpy as np
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from dataflow_playground.core import kafka_admin
 from dataflow_playground.core.dead_letters import SINK_STAGE, dead_letter_headers, source_id
 from dataflow_playground.core.errors import PlaygroundError
 from dataflow_playground.core.kafka_codecs import require_codecs
+from dataflow_playground.core.metrics import consumer_metrics, observe_many, serve_metrics
 from dataflow_playground.core.schema import Event
 from dataflow_playground.core.settings import Settings, get_settings
 from dataflow_playground.core.validation import Rejection, decode_batch
-from dataflow_playground.storage.duckdb_store import DeadLetter, EventStore, Span
+from dataflow_playground.storage.duckdb_store import DeadLetter, EventStore, Span, WriteOutcome
 
 # Fault injection for the crash tests: exit hard after this many DuckDB writes,
 # before committing offsets: the worst moment for a sink to die.
 CRASH_AFTER_WRITES_ENV = "PLAYGROUND_SINK_CRASH_AFTER_WRITES"
 JOIN_TIMEOUT_S = 120.0
+DLQ_ATTEMPTS = 5
+DLQ_FLUSH_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -67,8 +78,9 @@ class SinkStats:
 class KafkaToDuckDB:
     def __init__(self, settings: Settings, store: EventStore, group: str = "duckdb-sink",
                  topic: str | None = None, max_poll_records: int = 5000,
-                 write_batch: int = 20_000, write_wait_s: float = 0.2) -> None:
+                 write_batch: int = 20_000, write_wait_s: float = 0.2, component: str = "sink") -> None:
         self.settings = settings
+        self.metrics = consumer_metrics(component)
         self.store = store
         self.topic = topic or settings.topic
         self.dlq_topic = settings.sink_dead_letter_topic
@@ -95,15 +107,17 @@ class KafkaToDuckDB:
         self._crash_after = int(crash) if crash else None
 
     def _split(self, records: list) -> tuple[list[Event], list, list[DeadLetter]]:
-        """Valid events with the records they came from, and the dead letters."""
+        """Valid events with the records they came from, and the dead letters (counted by kind)."""
         good: list[Event] = []
         sources: list = []
         dead: list[DeadLetter] = []
         for rec, result in zip(records, decode_batch([r.value for r in records]), strict=True):
             if isinstance(result, Rejection):
+                self.metrics.dead_letter(result.kind)
                 dead.append(DeadLetter(
                     dead_letter_id=source_id(rec.topic, rec.partition, rec.offset),
-                    source="kafka", key=rec.key, payload=rec.value,
+                    # A tombstone has no value; it is kept (and republished) as an empty one.
+                    source="kafka", key=rec.key, payload=rec.value if rec.value is not None else b"",
                     field=result.field, reason=result.reason))
             else:
                 good.append(result)
@@ -164,17 +178,14 @@ class KafkaToDuckDB:
             last_data = time.monotonic()
             good, sources, dead = self._split(records)
             outcome = self.store.write_records(good, sources, dead, spans)
+            self._observe(records, good, sources, outcome, spans)
             stats.stored += outcome.inserted
             stats.duplicates += len(outcome.duplicates)
             stats.batches += 1
             if self._crash_after is not None and stats.batches >= self._crash_after:
                 os._exit(137)  # simulated crash: written to DuckDB, offsets not committed
-            for d in dead:
-                self.dlq.send(self.dlq_topic, key=d.key, value=d.payload,
-                              headers=dead_letter_headers(f"{d.field}: {d.reason}", SINK_STAGE,
-                                                          d.dead_letter_id))
             if dead:
-                self.dlq.flush()
+                self._publish_dead(dead)
             self.consumer.commit()
             stats.consumed += len(records)
             stats.dead_lettered += len(dead)
@@ -183,6 +194,53 @@ class KafkaToDuckDB:
                 on_batch(stats)
         stats.elapsed_s = time.perf_counter() - start
         return stats
+
+    def _publish_dead(self, dead: list[DeadLetter]) -> None:
+        """Publish the dead letters and wait for Kafka's acknowledgements, before the commit.
+
+        A send Kafka refused (or did not acknowledge within the flush) is sent again, up to
+        ``DLQ_ATTEMPTS`` times, each retry counted in ``playground_retries_total``; then the
+        error is raised and the sink stops uncommitted: its restart writes nothing twice to
+        DuckDB and publishes the batch's dead letters again.
+        """
+        pending = dead
+
+        def attempt() -> None:
+            nonlocal pending
+            sent = [(d, self.dlq.send(self.dlq_topic, key=d.key, value=d.payload,
+                                      headers=dead_letter_headers(f"{d.field}: {d.reason}", SINK_STAGE,
+                                                                  d.dead_letter_id)))
+                    for d in pending]
+            self.dlq.flush(timeout=DLQ_FLUSH_TIMEOUT_S)
+            failed = [(d, f) for d, f in sent if not f.succeeded()]
+            if failed:
+                pending = [d for d, _f in failed]
+                cause = failed[0][1].exception if failed[0][1].is_done else None
+                raise KafkaError(f"{len(failed)} of {len(sent)} dead letters not acknowledged by "
+                                 f"{self.dlq_topic!r}: {cause!r}")
+
+        Retrying(stop=stop_after_attempt(DLQ_ATTEMPTS), wait=wait_exponential(multiplier=0.2, max=5.0),
+                 retry=retry_if_exception_type(KafkaError), reraise=True,
+                 before_sleep=lambda _state: self.metrics.retries.inc())(attempt)
+
+    def _observe(self, records: list, good: list[Event], sources: list, outcome: WriteOutcome,
+                 spans: dict[tuple[str, int], Span]) -> None:
+        m = self.metrics
+        m.received.inc(len(records))
+        m.stored.inc(outcome.inserted)
+        m.duplicates.inc(len(outcome.duplicates))
+        if outcome.inserted:
+            # The events of this write that are not duplicates (a record redelivered after a
+            # crash, stored before, counts too: rare, and its row is as fresh as this write).
+            dup = {d.source for d in outcome.duplicates}
+            stored = good if not dup else [e for e, r in zip(good, sources, strict=True)
+                                           if source_id(r.topic, r.partition, r.offset) not in dup]
+            ts_ms = np.fromiter((e.ts for e in stored), dtype=np.float64, count=len(stored))
+            observe_many(m.freshness, time.time() - ts_ms / 1000.0)
+        for (topic, partition), (_low, high) in spans.items():
+            highwater = self.consumer.highwater(TopicPartition(topic, partition))
+            if highwater is not None:
+                m.lag(topic, partition, highwater - high)
 
     def close(self) -> None:
         self.consumer.close()
@@ -204,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="... or this many seconds after the first record")
     args = parser.parse_args(argv)
     settings = get_settings()
+    serve_metrics(settings, "sink")
     with EventStore(args.db or settings.store_path) as store:
         sink = KafkaToDuckDB(settings, store, group=args.group, topic=args.topic,
                              max_poll_records=args.max_poll_records,

@@ -11,6 +11,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from tenacity import Retrying, stop_after_delay, wait_fixed
 
+from dataflow_playground.core import kafka_native
 from dataflow_playground.core.errors import StackError
 from dataflow_playground.core.settings import Settings
 
@@ -40,12 +41,103 @@ def kafka_ready(bootstrap: str, timeout_ms: int = 3000) -> bool:
         client.close()
 
 
+def broker_serving(bootstrap: str, node_id: int, timeout_ms: int = 3000) -> bool:
+    """True when ``bootstrap`` answers and the cluster counts broker ``node_id`` as live (not fenced).
+
+    A node of a cluster is healthy by this: its own listener answers, and the controller has
+    its registration (a node that lost the quorum or is being shut down is fenced).
+    """
+    try:
+        client = admin(bootstrap, timeout_ms)
+    except (KafkaError, OSError, ValueError):
+        return False
+    try:
+        brokers = client.describe_cluster().get("brokers") or []
+    except (KafkaError, OSError, ValueError):
+        return False
+    finally:
+        client.close()
+    return any(b["broker_id"] == node_id and not b.get("is_fenced") for b in brokers)
+
+
+@dataclass(frozen=True)
+class BrokerState:
+    node_id: int
+    host: str
+    port: int
+    fenced: bool  # registered but not serving (its heartbeats stopped, or shutting down)
+    leads: int  # partitions it leads
+    under_replicated: int  # of those, with fewer in-sync replicas than replicas
+
+
+@dataclass(frozen=True)
+class ClusterHealth:
+    """What a Kafka cluster says about itself (metadata and the KRaft quorum)."""
+
+    brokers: list[BrokerState]  # registered brokers, fenced ones included
+    controller_id: int | None  # the active controller (leader of the metadata quorum)
+    voters: list[int]  # the controllers in the quorum
+    partitions: int
+    under_replicated: int  # partitions with fewer in-sync replicas than replicas
+    offline: int  # partitions without a leader
+
+    def broker(self, node_id: int) -> BrokerState | None:
+        return next((b for b in self.brokers if b.node_id == node_id), None)
+
+
+def cluster_health(bootstrap: str, timeout_ms: int = 3000, attempts: int = 3) -> ClusterHealth | None:
+    """Brokers, active controller and partition replication of the cluster; None if unreachable.
+
+    Under-replicated is Kafka's own measure: a partition whose in-sync replicas are fewer than
+    its replicas (every topic, internal ones included). Per broker it counts the partitions the
+    broker leads, as its ``UnderReplicatedPartitions`` metric does. Asked again (``attempts``)
+    when a request fails: right after a broker dies the client may still pick it.
+    """
+    for _ in range(attempts):
+        if (health := _cluster_health(bootstrap, timeout_ms)) is not None:
+            return health
+    return None
+
+
+def _cluster_health(bootstrap: str, timeout_ms: int) -> ClusterHealth | None:
+    try:
+        client = admin(bootstrap, timeout_ms)
+    except (KafkaError, OSError, ValueError):
+        return None
+    try:
+        cluster = client.describe_cluster()
+        topics = client.describe_topics()
+        try:
+            quorum = client.describe_metadata_quorum()
+            [part] = [p for t in quorum["topics"] for p in t["partitions"]]
+            controller: int | None = part["leader_id"] if part["leader_id"] >= 0 else None
+            voters = sorted(v["replica_id"] for v in part["current_voters"])
+        except (KafkaError, KeyError, ValueError):  # a broker too old for DescribeQuorum
+            controller, voters = None, []
+    except (KafkaError, OSError, ValueError):
+        return None
+    finally:
+        client.close()
+    parts = [p for t in topics if not t["error_code"] for p in t["partitions"] or []]
+    urp = [p for p in parts if len(p["isr_nodes"]) < len(p["replica_nodes"])]
+    brokers = [BrokerState(node_id=b["broker_id"], host=b["host"], port=b["port"],
+                           fenced=bool(b.get("is_fenced")),
+                           leads=sum(1 for p in parts if p["leader_id"] == b["broker_id"]),
+                           under_replicated=sum(1 for p in urp if p["leader_id"] == b["broker_id"]))
+               for b in sorted(cluster.get("brokers") or [], key=lambda b: b["broker_id"])]
+    return ClusterHealth(brokers=brokers, controller_id=controller, voters=voters, partitions=len(parts),
+                         under_replicated=len(urp), offline=sum(1 for p in parts if p["leader_id"] < 0))
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
     partitions: int
     retention_ms: int | None = None
     configs: tuple[tuple[str, str], ...] = ()  # other topic configs, e.g. (("cleanup.policy", "compact"),)
+    # Copies of each partition; -1 = the broker's default.replication.factor (1 on the single
+    # node, 3 on the native cluster: core/kafka_native.py).
+    replication: int = -1
 
     def topic_configs(self) -> dict[str, str]:
         out = {"retention.ms": str(self.retention_ms)} if self.retention_ms else {}
@@ -62,7 +154,7 @@ def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> list[str]:
         existing = set(client.list_topics())
         todo = [s for s in specs if s.name not in existing]
         new = [
-            NewTopic(s.name, s.partitions, 1, topic_configs=s.topic_configs())
+            NewTopic(s.name, s.partitions, s.replication, topic_configs=s.topic_configs())
             for s in todo
         ]
         if new:
@@ -139,11 +231,20 @@ def delete_topics(bootstrap: str, names: list[str]) -> None:
 
 
 def default_topics(settings: Settings) -> list[TopicSpec]:
-    """What `playground up` / `playground topics` create: the input and each consumer's dead letters."""
+    """What `playground up` / `playground topics create` make: the input and each consumer's dead letters.
+
+    With three brokers each partition has three copies and an ``acks=all`` write needs two in
+    sync (``min.insync.replicas``), so an acknowledged record survives the loss of a broker.
+    """
+    configs: tuple[tuple[str, str], ...]
+    if settings.brokers == 3:
+        replication, configs = 3, (("min.insync.replicas", str(kafka_native.CLUSTER_MIN_INSYNC)),)
+    else:
+        replication, configs = 1, ()
     return [
-        TopicSpec(settings.topic, settings.partitions, settings.retention_ms),
-        TopicSpec(settings.sink_dead_letter_topic, 1, settings.retention_ms),
-        TopicSpec(settings.features_dead_letter_topic, 1, settings.retention_ms),
+        TopicSpec(settings.topic, settings.partitions, settings.retention_ms, configs, replication),
+        TopicSpec(settings.sink_dead_letter_topic, 1, settings.retention_ms, configs, replication),
+        TopicSpec(settings.features_dead_letter_topic, 1, settings.retention_ms, configs, replication),
     ]
 
 

@@ -35,8 +35,20 @@ class Settings(BaseSettings):
     bind_host: str = "127.0.0.1"
     kafka_port: Port = Field(9092, ge=1, le=65535)
     kafka_controller_port: Port = Field(9093, ge=1, le=65535)
+    # 1: one KRaft node. 3: a native cluster of three combined broker+controller nodes, named
+    # kafka, kafka-2 and kafka-3 (node 1 listens on kafka_port/kafka_controller_port).
+    brokers: Literal[1, 3] = 1
+    kafka_2_port: Port = Field(9094, ge=1, le=65535)
+    kafka_2_controller_port: Port = Field(9095, ge=1, le=65535)
+    kafka_3_port: Port = Field(9096, ge=1, le=65535)
+    kafka_3_controller_port: Port = Field(9097, ge=1, le=65535)
     rest_port: Port = Field(8000, ge=1, le=65535)
     rpc_port: Port = Field(50051, ge=1, le=65535)
+    dashboard_port: Port = Field(8080, ge=1, le=65535)  # the live dashboard (services/dashboard)
+    # Where a process without a port of its own (sink, stream workers, gRPC, producer) serves
+    # /metrics. 0 = any free port (the native stack: many such processes on one host, each
+    # listed in <run_dir>/metrics/); a fixed one in a container, for Prometheus to scrape.
+    metrics_port: int = Field(0, ge=0, le=65535)
     # Set to use an external broker (e.g. the Docker one) instead of the native one.
     bootstrap_servers_override: str | None = Field(
         None,
@@ -64,13 +76,26 @@ class Settings(BaseSettings):
     features_dead_letter_topic: str = "transactions.dlq.features"
     partitions: int = Field(3, ge=1, le=64)
     retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=60_000)
+    # The native broker's size bound per partition (log.retention.bytes; log.segment.bytes is a
+    # quarter of it, min 1 MiB): a partition holds at most retention_bytes + one segment on disk.
+    retention_bytes: int = Field(64 * 2**20, ge=2 * 2**20, le=2**40)
 
     # Which process `up` runs as the features-worker (docs/features.md compares the two).
     stream_engine: StreamEngineName = "faust"
+    # Events/s the stack's `producer` component (`up --with-producer`) sends to `topic`.
+    producer_rate: float = Field(200.0, gt=0, le=1_000_000)
 
     # Timeouts.
     startup_timeout_s: float = Field(60.0, gt=0)
     shutdown_timeout_s: float = Field(30.0, gt=0)
+
+    @field_validator("brokers", mode="before")
+    @classmethod
+    def _brokers_from_text(cls, v: object) -> object:
+        # The environment spells it "3"; a Literal of ints accepts only ints.
+        if isinstance(v, str) and v.strip() in {"1", "3"}:
+            return int(v)
+        return v
 
     @field_validator("host")
     @classmethod
@@ -93,14 +118,31 @@ class Settings(BaseSettings):
             "PLAYGROUND_KAFKA_CONTROLLER_PORT": self.kafka_controller_port,
             "PLAYGROUND_REST_PORT": self.rest_port,
             "PLAYGROUND_RPC_PORT": self.rpc_port,
+            "PLAYGROUND_DASHBOARD_PORT": self.dashboard_port,
         }
+        if self.brokers == 3:  # the other nodes' ports matter only when they run
+            ports.update({
+                "PLAYGROUND_KAFKA_2_PORT": self.kafka_2_port,
+                "PLAYGROUND_KAFKA_2_CONTROLLER_PORT": self.kafka_2_controller_port,
+                "PLAYGROUND_KAFKA_3_PORT": self.kafka_3_port,
+                "PLAYGROUND_KAFKA_3_CONTROLLER_PORT": self.kafka_3_controller_port,
+            })
         if len(set(ports.values())) != len(ports):
             raise ValueError(f"ports must all differ, got {ports}")
         return self
 
     @property
     def bootstrap_servers(self) -> str:
-        return self.bootstrap_servers_override or f"{self.host}:{self.kafka_port}"
+        if self.bootstrap_servers_override:
+            return self.bootstrap_servers_override
+        return ",".join(f"{self.host}:{p}" for p in self.kafka_ports)
+
+    @property
+    def kafka_ports(self) -> list[int]:
+        """The client port of each native Kafka node (one, or three in cluster mode)."""
+        if self.brokers == 3:
+            return [self.kafka_port, self.kafka_2_port, self.kafka_3_port]
+        return [self.kafka_port]
 
     @property
     def run_dir(self) -> Path:

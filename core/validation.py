@@ -11,7 +11,7 @@ from __future__ import annotations
 import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -51,19 +51,47 @@ def preview(value: Any) -> str:
     return clip(text, 2 * MAX_ECHO_CHARS)
 
 
+# What kind of fault a rejection is: a fixed set, so it can label a metric (dead letters by
+# reason) where the free-text reason, which quotes the input, cannot.
+RejectionKind = Literal["malformed_json", "not_an_object", "missing_field", "unknown_field", "wrong_type",
+                        "out_of_range", "invalid_value", "too_many_records", "malformed_record"]
+REJECTION_KINDS: tuple[RejectionKind, ...] = get_args(RejectionKind)
+_KIND_OF_ERROR: dict[str, RejectionKind] = {
+    "json_invalid": "malformed_json", "json_type": "malformed_json",
+    "model_type": "not_an_object", "model_attributes_type": "not_an_object", "dict_type": "not_an_object",
+    "missing": "missing_field", "extra_forbidden": "unknown_field",
+    **dict.fromkeys(("greater_than", "greater_than_equal", "less_than", "less_than_equal", "multiple_of",
+                     "finite_number", "too_long", "too_short", "string_too_long", "string_too_short",
+                     "int_from_float", "decimal_max_digits"), "out_of_range"),
+}
+
+
+def kind_of_error(error_type: str) -> RejectionKind:
+    """The kind of a pydantic error type (``ErrorDetails["type"]``)."""
+    if error_type in _KIND_OF_ERROR:
+        return _KIND_OF_ERROR[error_type]
+    if error_type.endswith(("_type", "_parsing")):
+        return "wrong_type"
+    return "invalid_value"
+
+
 @dataclass(frozen=True)
 class Rejection:
-    """Why a record was refused: the first failing field and the validator's message.
+    """Why a record was refused: the first failing field, the validator's message, and its kind.
 
-    Both are capped (``MAX_FIELD_CHARS``, ``MAX_REASON_CHARS``) whoever builds the rejection.
+    Field and reason are capped (``MAX_FIELD_CHARS``, ``MAX_REASON_CHARS``) whoever builds the
+    rejection; ``kind`` is one of :data:`REJECTION_KINDS`.
     """
 
     field: str
     reason: str
+    kind: RejectionKind = "invalid_value"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "field", clip(self.field, MAX_FIELD_CHARS))
         object.__setattr__(self, "reason", clip(self.reason, MAX_REASON_CHARS))
+        if self.kind not in REJECTION_KINDS:
+            raise ValueError(f"rejection kind must be one of {', '.join(REJECTION_KINDS)}, got {self.kind!r}")
 
     def __str__(self) -> str:
         return f"{self.field}: {self.reason}"
@@ -75,21 +103,23 @@ def rejection_from(err: ValidationError) -> Rejection:
     reason = first["msg"]
     if first["type"] not in _NO_PREVIEW and "input" in first:
         reason = f"{reason}; got {preview(first['input'])}"
-    return Rejection(field=loc, reason=reason)
+    return Rejection(field=loc, reason=reason, kind=kind_of_error(first["type"]))
 
 
 def validate_record(record: Any) -> Event | Rejection:
     """One decoded record (a dict from JSON or protobuf) to an ``Event`` or a rejection."""
     if not isinstance(record, dict):
-        return Rejection("<record>", f"expected a JSON object, got {type(record).__name__}")
+        return Rejection("<record>", f"expected a JSON object, got {type(record).__name__}", "not_an_object")
     try:
         return Event.model_validate(record)
     except ValidationError as err:
         return rejection_from(err)
 
 
-def decode_event(raw: bytes) -> Event | Rejection:
-    """Parse one JSON-encoded event; never raises for bad input."""
+def decode_event(raw: bytes | None) -> Event | Rejection:
+    """Parse one JSON-encoded event; never raises for bad input (a tombstone's ``None`` included)."""
+    if raw is None:
+        return Rejection("<record>", "no value (a tombstone): expected a JSON event", "malformed_json")
     try:
         return Event.model_validate_json(raw)
     except ValidationError as err:
@@ -101,18 +131,22 @@ def decode_event(raw: bytes) -> Event | Rejection:
 _EVENTS = TypeAdapter(list[Event])
 
 
-def decode_batch(values: Sequence[bytes]) -> list[Event | Rejection]:
+def decode_batch(values: Sequence[bytes | None]) -> list[Event | Rejection]:
     """Validate many JSON events at once; on any failure, fall back to one by one.
 
     Same schema and same outcome as :func:`decode_event` per record: the fast path
     joins the values into one JSON array, and a record that is not exactly one JSON
     value either breaks the array or changes its length, which sends the batch to
-    the per-record path.
+    the per-record path. A Kafka tombstone (no value at all) is refused like any other
+    record that is not an event, never a crash.
     """
     if not values:
         return []
+    raw = [v for v in values if v is not None]
+    if len(raw) != len(values):
+        return [decode_event(v) for v in values]
     try:
-        events: list[Event | Rejection] = list(_EVENTS.validate_json(b"[" + b",".join(values) + b"]"))
+        events: list[Event | Rejection] = list(_EVENTS.validate_json(b"[" + b",".join(raw) + b"]"))
     except ValidationError:
         return [decode_event(v) for v in values]
     if len(events) != len(values):

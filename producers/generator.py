@@ -175,10 +175,14 @@ def wire_records(cfg: GeneratorConfig) -> Iterator[WireRecord]:
 
     A broken record replaces a good one, so ``events`` records are yielded in all.
     """
-    table = generate_table(cfg)
-    rng = np.random.default_rng(cfg.seed + 1)
-    broken = rng.random(cfg.events) < cfg.malformed_rate
-    kinds = rng.integers(0, len(MALFORMED_KINDS), size=cfg.events)
+    return table_to_wire(generate_table(cfg), cfg.seed + 1, cfg.malformed_rate)
+
+
+def table_to_wire(table: pa.Table, seed: int, malformed_rate: float) -> Iterator[WireRecord]:
+    """The rows of ``table`` as wire records; a seeded ``malformed_rate`` of them broken."""
+    rng = np.random.default_rng(seed)
+    broken = rng.random(table.num_rows) < malformed_rate
+    kinds = rng.integers(0, len(MALFORMED_KINDS), size=table.num_rows)
     for i, event in enumerate(table.to_pylist()):
         key = str(event["user_id"]).encode()
         if broken[i]:

@@ -23,6 +23,7 @@ from kafka.errors import KafkaError
 from kafka.partitioner.default import DefaultPartitioner
 
 from dataflow_playground.core.errors import PlaygroundError
+from dataflow_playground.core.metrics import ProducerMetrics
 from dataflow_playground.core.receipts import now_us
 from dataflow_playground.producers.base import FlowWriter
 
@@ -91,19 +92,29 @@ class ProduceStats:
 
 
 def produce(producer: KafkaProducer, topic: str, records: Iterable[tuple[bytes, bytes]],
-            on_progress: Callable[[int], None] | None = None, progress_every: int = 10_000
-            ) -> ProduceStats:
-    """Send ``(key, value)`` pairs and flush; delivery failures are counted, not raised."""
+            on_progress: Callable[[int], None] | None = None, progress_every: int = 10_000,
+            metrics: ProducerMetrics | None = None) -> ProduceStats:
+    """Send ``(key, value)`` pairs and flush; delivery failures are counted, not raised.
+
+    ``metrics``: also count sent, acknowledged and failed events there (a callback per
+    event, so only where a process is scraped; the benchmarks leave it out).
+    """
     stats = ProduceStats()
 
     def failed(exc: BaseException) -> None:
         stats.failed += 1
         if len(stats.errors) < 5:
             stats.errors.append(repr(exc))
+        if metrics is not None:
+            metrics.error(exc)
 
+    acked = metrics.acknowledged if metrics is not None else None
     start = time.perf_counter()
     for key, value in records:
-        producer.send(topic, key=key, value=value).add_errback(failed)
+        fut = producer.send(topic, key=key, value=value).add_errback(failed)
+        if metrics is not None:
+            fut.add_callback(lambda _meta, c=acked: c.inc())
+            metrics.sent.inc()
         stats.sent += 1
         stats.bytes += len(value)
         if on_progress and stats.sent % progress_every == 0:
@@ -120,21 +131,30 @@ class KafkaWriter(FlowWriter):
 
     mode = "kafka"
 
-    def __init__(self, bootstrap: str, topic: str, **overrides: Any) -> None:
+    def __init__(self, bootstrap: str, topic: str, metrics: ProducerMetrics | None = None,
+                 **overrides: Any) -> None:
         super().__init__()
         self.topic = topic
+        self.metrics = metrics
         self.producer = make_producer(bootstrap, **overrides)
 
     def _failed(self, exc: BaseException) -> None:
         self.stats.errors[type(exc).__name__] += 1
         self.stats.gave_up_events += 1
+        if self.metrics is not None:
+            self.metrics.error(exc)
 
     def send(self, events: Sequence[dict[str, Any]]) -> None:
+        m = self.metrics
         for event in events:
-            self.producer.send(
+            fut = self.producer.send(
                 self.topic, key=str(event["user_id"]).encode(), value=orjson.dumps(event),
                 headers=[(SENT_HEADER, str(now_us()).encode())],
             ).add_errback(self._failed)
+            if m is not None:
+                fut.add_callback(lambda _meta, c=m.acknowledged: c.inc())
+        if m is not None:
+            m.sent.inc(len(events))
 
     def close(self) -> None:
         self.producer.flush()

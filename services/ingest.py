@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from dataflow_playground.core.metrics import consumer_metrics, observe_many
 from dataflow_playground.core.receipts import ReceiptLog, now_us, rows
 from dataflow_playground.core.schema import INT64_MAX
 from dataflow_playground.core.validation import Rejection, preview, validate_record
@@ -86,11 +87,15 @@ class Ingest:
         self._lock = threading.Lock()
         self.accepted = 0
         self.rejected = 0
+        # Labelled by the service (rest, rpc): received = stored + dead letters; duplicates
+        # are not detected here (the events are not stored by id), so that series stays 0.
+        self.metrics = consumer_metrics(source)
 
     def ingest(self, records: list[Any], sent_us: int | None = None) -> Outcome:
         """Validate and record ``records``; without a send time, latency counts from now."""
         out = Outcome()
         good: list[int] = []
+        event_ms: list[int] = []
         refused: list[tuple[int, Rejection]] = []
         for i, record in enumerate(records):
             result = validate_record(record)
@@ -98,6 +103,7 @@ class Ingest:
                 refused.append((i, result))
             else:
                 good.append(result.event_id)
+                event_ms.append(result.ts)
         recv = now_us()
         batch = rows(np.asarray(good, dtype=np.int64), sent_us if sent_us else recv, recv)
         dead = b"".join(self._dead_line(i, r, repr(records[i])[:MAX_DEAD_PAYLOAD_CHARS], recv)
@@ -108,6 +114,13 @@ class Ingest:
                 self._dead.write(dead)
             self.accepted += len(good)
             self.rejected += len(refused)
+        m = self.metrics
+        m.received.inc(len(records))
+        m.stored.inc(len(good))
+        for _i, r in refused:
+            m.dead_letter(r.kind)
+        if event_ms:
+            observe_many(m.freshness, recv / 1e6 - np.asarray(event_ms, dtype=np.float64) / 1000.0)
         out.accepted = len(good)
         out.rejected = len(refused)
         out.rejections = refused[:MAX_LISTED_REJECTIONS]
@@ -119,6 +132,8 @@ class Ingest:
         with self._lock:
             self._dead.write(line)
             self.rejected += count
+        self.metrics.received.inc(count)
+        self.metrics.dead_letter(rejection.kind, count)
         return Outcome(rejected=count, rejections=[(0, rejection)])
 
     def _dead_line(self, index: int, rejection: Rejection, payload: str, recv_us: int) -> bytes:

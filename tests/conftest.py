@@ -66,7 +66,7 @@ def _fresh_settings() -> Iterator[None]:
 def stack_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Environment (PLAYGROUND_* variables) that points every command at the test stack."""
     data = tmp_path_factory.mktemp("stack")
-    kafka, controller, rest, rpc = free_ports(4)
+    kafka, controller, rest, rpc, dashboard = free_ports(5)
     env = dict(os.environ)
     env.update({
         "PLAYGROUND_DATA_DIR": str(data / "data"),
@@ -75,6 +75,7 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "PLAYGROUND_KAFKA_CONTROLLER_PORT": str(controller),
         "PLAYGROUND_REST_PORT": str(rest),
         "PLAYGROUND_RPC_PORT": str(rpc),
+        "PLAYGROUND_DASHBOARD_PORT": str(dashboard),
         "PLAYGROUND_KAFKA_HEAP": "384m",
     })
     return env
@@ -90,6 +91,7 @@ def kafka_stack(stack_env: dict[str, str]) -> Iterator[Settings]:
         kafka_controller_port=int(stack_env["PLAYGROUND_KAFKA_CONTROLLER_PORT"]),
         rest_port=int(stack_env["PLAYGROUND_REST_PORT"]),
         rpc_port=int(stack_env["PLAYGROUND_RPC_PORT"]),
+        dashboard_port=int(stack_env["PLAYGROUND_DASHBOARD_PORT"]),
         kafka_heap="384m",
     )
     up = run_cli(stack_env, "up")

@@ -40,6 +40,8 @@ def test_wheel_has_one_top_level_package_and_the_cli(tmp_path: Path) -> None:
         assert f"dataflow_playground/{layer}/__init__.py" in names, layer
     assert "dataflow_playground/core/proto/events_pb2.py" in names
     assert "dataflow_playground/core/proto/events.proto" in names
+    for page in ("index.html", "app.js", "style.css"):  # the dashboard serves them from the package
+        assert f"dataflow_playground/services/dashboard/static/{page}" in names, page
     meta = zipfile.ZipFile(wheel)
     assert meta.read(f"{dist_info}/top_level.txt").decode().split() == ["dataflow_playground"]
     assert "playground = dataflow_playground.app.cli:main" in meta.read(

@@ -1,14 +1,21 @@
 """``playground bench kafka``: kafka-python produce and consume throughput, medians of repeats.
 
 Each repeat uses a throwaway topic. Payloads are the generator's JSON events,
-encoded before the clock starts, so the figures are Kafka client + broker cost.
+encoded before the clock starts, so the figures are Kafka client + broker cost. At most
+``POOL_EVENTS`` distinct events are held in memory; larger runs send that pool again and
+again, so a run of any size has the same footprint (its peak RSS is in the results).
 Consume is measured from a fresh group reading the topic from the start.
 """
 
 from __future__ import annotations
 
+import itertools
+import signal
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 
 import matplotlib.pyplot as plt
 from kafka import KafkaConsumer
@@ -19,8 +26,37 @@ from dataflow_playground.app.console import console, progress
 from dataflow_playground.app.results import markdown_table, median, write_results
 from dataflow_playground.core import kafka_admin
 from dataflow_playground.core.settings import Settings
+from dataflow_playground.producers.continuous import peak_rss_mb
 from dataflow_playground.producers.generator import GeneratorConfig, encode_event, generate_table
 from dataflow_playground.producers.to_kafka import PRODUCER_DEFAULTS, make_producer, produce
+
+POOL_EVENTS = 100_000
+MAX_EVENTS = 100_000_000
+MAX_REPEATS = 20
+MAX_PARTITIONS = 64
+
+
+def check_args(events: int, repeats: int, partitions: int) -> None:
+    """Refuse numbers that make no run (0 events) or no sense; the message names the argument."""
+    problems = [f"{name} must be between 1 and {hi:,}, got {value:,}"
+                for name, value, hi in (("--events", events, MAX_EVENTS), ("--repeats", repeats, MAX_REPEATS),
+                                        ("--partitions", partitions, MAX_PARTITIONS))
+                if not 1 <= value <= hi]
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+@contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM ends the run like Ctrl-C does, so the ``finally`` that stops the broker runs."""
+    def interrupt(_sig: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _consume_all(bootstrap: str, topic: str, n: int) -> float:
@@ -57,7 +93,7 @@ def _one_run(settings: Settings, records: list[tuple[bytes, bytes]], n: int, par
     topic = f"bench-{uuid.uuid4().hex[:10]}"
     kafka_admin.ensure_topics(settings.bootstrap_servers, [kafka_admin.TopicSpec(topic, partitions)])
     producer = make_producer(settings.bootstrap_servers, **overrides)
-    pstats = produce(producer, topic, records[:n])
+    pstats = produce(producer, topic, itertools.islice(itertools.cycle(records), n))
     producer.close()
     consume_s = _consume_all(settings.bootstrap_servers, topic, n)
     kafka_admin.delete_topics(settings.bootstrap_servers, [topic])
@@ -66,25 +102,43 @@ def _one_run(settings: Settings, records: list[tuple[bytes, bytes]], n: int, par
 
 def run_bench(settings: Settings, events: int, repeats: int, partitions: int,
               profiles: list[str] | None = None) -> dict[str, dict[str, float]]:
+    check_args(events, repeats, partitions)
     names = profiles or list(PROFILES)
-    started = stack.up(settings, components=[stack.KAFKA], on_event=lambda m: console.print(f"  {m}"))
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
-    try:
-        with console.status(f"encoding {events:,} events"):
-            table = generate_table(GeneratorConfig(events=events, seed=7))
-            records = [(str(e["user_id"]).encode(), encode_event(e)) for e in table.to_pylist()]
-        payload_bytes = sum(len(v) for _, v in records)
-        with progress() as bar:
-            task = bar.add_task("runs (after a warm-up)", total=repeats * len(names))
-            _one_run(settings, records, max(events // 20, 1000), partitions, {})  # warm-up
-            # Profiles interleaved per repeat, so drift on the machine hits them alike.
-            for _ in range(repeats):
-                for name in names:
-                    runs[name].append(_one_run(settings, records, events, partitions, PROFILES[name]))
-                    bar.advance(task)
-    finally:
-        if any(started.values()):
-            stack.down(settings)
+    # Known before `up`, so a signal that lands while `up` still creates topics stops the broker too.
+    ours = stack.read_pid(settings, stack.KAFKA.name) is None and not settings.bootstrap_servers_override
+    with _stop_on_sigterm():
+        try:
+            stack.up(settings, components=[stack.KAFKA], on_event=lambda m: console.print(f"  {m}"))
+            payload_bytes = _runs(settings, events, repeats, partitions, names, runs)
+        finally:
+            if ours:
+                stack.down(settings)
+    return _report(settings, events, repeats, partitions, names, runs, payload_bytes)
+
+
+def _runs(settings: Settings, events: int, repeats: int, partitions: int, names: list[str],
+          runs: dict[str, list[dict[str, float]]]) -> float:
+    """The warm-up and the timed repeats; returns the payload bytes of ``events`` events."""
+    pool = min(events, POOL_EVENTS)
+    with console.status(f"encoding {pool:,} events (sent {events / pool:.1f}x over)"):
+        table = generate_table(GeneratorConfig(events=pool, seed=7))
+        records = [(str(e["user_id"]).encode(), encode_event(e)) for e in table.to_pylist()]
+        del table
+    payload_bytes = sum(len(v) for _, v in records) * events / pool
+    with progress() as bar:
+        task = bar.add_task("runs (after a warm-up)", total=repeats * len(names))
+        _one_run(settings, records, max(events // 20, 1000), partitions, {})  # warm-up
+        # Profiles interleaved per repeat, so drift on the machine hits them alike.
+        for _ in range(repeats):
+            for name in names:
+                runs[name].append(_one_run(settings, records, events, partitions, PROFILES[name]))
+                bar.advance(task)
+    return payload_bytes
+
+
+def _report(settings: Settings, events: int, repeats: int, partitions: int, names: list[str],
+            runs: dict[str, list[dict[str, float]]], payload_bytes: float) -> dict[str, dict[str, float]]:
 
     mb = payload_bytes / 1e6
     medians: dict[str, dict[str, float]] = {}
@@ -142,6 +196,7 @@ def run_bench(settings: Settings, events: int, repeats: int, partitions: int,
                               "profiles": {k: {kk: str(vv) for kk, vv in v.items()}
                                            for k, v in PROFILES.items() if k in names},
                               "kafka_version": settings.kafka_version},
-                  data={"repeats": runs, "medians": medians},
+                  data={"repeats": runs, "medians": medians, "peak_rss_mb": peak_rss_mb(),
+                        "distinct_events_in_memory": min(events, POOL_EVENTS)},
                   table_md=markdown_table(headers, rows), takeaway=takeaway, chart=chart)
     return medians

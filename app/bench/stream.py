@@ -922,7 +922,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
                     f"median of {summary['parameters']['repeats']}")
     for col in ("engine", "workers", "events/s", "CPU s/1M", f"fresh p50/p99/max ms @{rate:,.0f}/s",
                 "recovery s", "re-read", "replay s"):
-        t.add_column(col, justify="left" if col == "engine" else "right")
+        t.add_column(col, justify="left" if col == "engine" else "right", overflow="fold")
     for e in summary["entries"]:
         t.add_row(e["engine"], str(e["workers"]), f"{e['events_per_s']:,.0f}",
                   f"{e['cpu_s_per_million']:.0f}",

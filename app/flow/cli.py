@@ -12,9 +12,9 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from dataflow_playground.app.console import console as stdout_console
+from dataflow_playground.app.console import stderr_console
 from dataflow_playground.core.settings import get_settings
 
 flow_app = typer.Typer(help="Move the same seeded events through each dataflow mode (ch. 3), measured.",
@@ -26,20 +26,21 @@ class Fault(StrEnum):
     consumer_down = "consumer-down"
 
 
-Events = Annotated[int, typer.Option("--events", "-n", min=1, help="events to move")]
-Seed = Annotated[int, typer.Option(help="generator seed")]
+Events = Annotated[int, typer.Option("--events", "-n", min=1, max=5_000_000, help="events to move")]
+Seed = Annotated[int, typer.Option(min=0, help="generator seed")]
 JsonOut = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout, nothing else")]
 FaultOpt = Annotated[Fault, typer.Option(help="also run with the consumer killed mid-run")]
-Downtime = Annotated[float, typer.Option(min=0.5, help="seconds the consumer stays down")]
-Batch = Annotated[int, typer.Option(min=1, help="events per write/request/message batch")]
+Downtime = Annotated[float, typer.Option(min=0.5, max=120.0, help="seconds the consumer stays down")]
+Batch = Annotated[int, typer.Option(min=1, max=100_000, help="events per write/request/message batch")]
 
 
 def _run(steps: list[Callable[[Any], list[Any]]], events: int, seed: int, json_out: bool,
-         needs_kafka: bool, parameters: dict[str, Any], write_results: bool = False) -> None:
+         needs_kafka: bool, parameters: dict[str, Any], result_name: str = "flow",
+         title: str = "Dataflow modes compared") -> None:
     from dataflow_playground.app.flow import compare
     from dataflow_playground.app.flow.runner import FlowContext
 
-    out = Console(stderr=True) if json_out else stdout_console
+    out = stderr_console() if json_out else stdout_console
     ctx = FlowContext.create(get_settings(), out, seed=seed)
     results = []
     try:
@@ -53,14 +54,13 @@ def _run(steps: list[Callable[[Any], list[Any]]], events: int, seed: int, json_o
     finally:
         ctx.stop_all()
     compare.print_table(ctx, results, f"dataflow modes, {events:,} events (seed {seed})")
-    extra: dict[str, Any] = {}
-    if write_results:
-        extra = compare.write(ctx, results, {"events": events, "seed": seed, **parameters})
-        for name, t in extra["targets"].items():
-            ctx.say(f"  target {name}: measured {t['measured']:,.1f} vs {t['target']:,.1f} "
-                    f"(ratio {t['ratio']}) {'[green]met' if t['met'] else '[red]not met'}")
-        ctx.say(f"  results: {', '.join(extra['paths'].values())}")
-        ctx.say(f"  takeaway: {compare.takeaway(results)}")
+    extra = compare.write(ctx, results, {"events": events, "seed": seed, **parameters},
+                          name=result_name, title=title)
+    for name, t in extra["targets"].items():
+        ctx.say(f"  target {name}: measured {t['measured']:,.1f} vs {t['target']:,.1f} "
+                f"(ratio {t['ratio']}) {'[green]met' if t['met'] else '[red]not met'}")
+    ctx.say(f"  results: {', '.join(extra['paths'].values())}")
+    ctx.say(f"  takeaway: {compare.takeaway(results)}")
     ctx.say(f"  run folder (receipts, logs): {ctx.run_dir}")
     if json_out:
         doc = {"modes": {r.mode: r.to_dict() for r in results if "+" not in r.mode and "/" not in r.mode},
@@ -112,36 +112,47 @@ def _kafka_steps(events: int, fault: Fault, downtime: float, batch: int,
     return steps
 
 
+def _single(fault: Fault, downtime: float, batch: int) -> dict[str, Any]:
+    """Parameters every single-mode run records (its results go to results/flow_<mode>.*)."""
+    return {"fault": fault.value, "downtime_s": downtime, "batch": batch}
+
+
 @flow_app.command("db")
 def flow_db(events: Events = 20_000, seed: Seed = 42, json_out: JsonOut = False,
             fault: FaultOpt = Fault.none, downtime: Downtime = 2.0, batch: Batch = 500,
-            roll_ms: Annotated[float, typer.Option(help="writer seals a segment this often")] = 50.0,
-            poll_ms: Annotated[float, typer.Option(help="reader polls for sealed segments")] = 20.0,
+            roll_ms: Annotated[float, typer.Option(min=1.0, max=60_000.0,
+                                                   help="writer seals a segment this often")] = 50.0,
+            poll_ms: Annotated[float, typer.Option(min=1.0, max=60_000.0,
+                                                   help="reader polls for sealed segments")] = 20.0,
             ) -> None:
     """Through a database: DuckDB segment files handed from a writer to a reader process."""
     _run(_db_steps(events, fault, downtime, batch, roll_ms, poll_ms), events, seed, json_out, False,
-         {"roll_ms": roll_ms, "poll_ms": poll_ms})
+         {"roll_ms": roll_ms, "poll_ms": poll_ms, **_single(fault, downtime, batch)}, "flow_db",
+         "Dataflow through a database (DuckDB segments)")
 
 
 @flow_app.command("rest")
 def flow_rest(events: Events = 20_000, seed: Seed = 42, json_out: JsonOut = False,
               fault: FaultOpt = Fault.none, downtime: Downtime = 2.0, batch: Batch = 500) -> None:
     """Through a REST service (FastAPI); --batch 1 posts events one by one."""
-    _run(_service_steps("rest", events, fault, downtime, batch), events, seed, json_out, False, {})
+    _run(_service_steps("rest", events, fault, downtime, batch), events, seed, json_out, False,
+         _single(fault, downtime, batch), "flow_rest", "Dataflow through a REST service")
 
 
 @flow_app.command("rpc")
 def flow_rpc(events: Events = 20_000, seed: Seed = 42, json_out: JsonOut = False,
              fault: FaultOpt = Fault.none, downtime: Downtime = 2.0, batch: Batch = 500) -> None:
     """Through a gRPC service: client streaming of batches; --batch 1 uses unary calls."""
-    _run(_service_steps("rpc", events, fault, downtime, batch), events, seed, json_out, False, {})
+    _run(_service_steps("rpc", events, fault, downtime, batch), events, seed, json_out, False,
+         _single(fault, downtime, batch), "flow_rpc", "Dataflow through a gRPC service")
 
 
 @flow_app.command("kafka")
 def flow_kafka(events: Events = 20_000, seed: Seed = 42, json_out: JsonOut = False,
                fault: FaultOpt = Fault.none, downtime: Downtime = 3.0, batch: Batch = 500) -> None:
     """Through Kafka: pub/sub (two groups), queue (one group of three), a paced latency run."""
-    _run(_kafka_steps(events, fault, downtime, batch), events, seed, json_out, True, {})
+    _run(_kafka_steps(events, fault, downtime, batch), events, seed, json_out, True,
+         _single(fault, downtime, batch), "flow_kafka", "Dataflow through Kafka")
 
 
 @flow_app.command("compare")
@@ -169,4 +180,4 @@ def flow_compare(events: Events = 20_000, seed: Seed = 42, json_out: JsonOut = F
             lambda ctx: [kafka.run_consumer_down(ctx, events, downtime_s=max(downtime, 2.0))],
         ]
     _run(steps, events, seed, json_out, True, {"fault": fault.value, "downtime_s": downtime,
-                                               "single_call_events": single_n}, write_results=True)
+                                               "single_call_events": single_n})

@@ -68,7 +68,7 @@ def print_table(ctx: FlowContext, results: list[FlowResult], title: str) -> None
     table = Table(title=title)
     faults = [r for r in results if "+" in r.mode]
     for c in COLUMNS + (FAULT_COLUMNS if faults else ()):
-        table.add_column(c, justify="left" if c in {"mode", "errors"} else "right")
+        table.add_column(c, justify="left" if c in {"mode", "errors"} else "right", overflow="fold")
     for r in results:
         cells = [_fmt(v) for v in row(r)]
         if faults:
@@ -108,19 +108,41 @@ def takeaway(results: list[FlowResult]) -> str:
     fast = max(clean, key=lambda r: r.events_per_s)
     slow = min(clean, key=lambda r: r.events_per_s)
     quick = min(clean, key=lambda r: r.p99_ms or 0.0)
-    parts = [f"{fast.mode} moved events fastest ({fast.events_per_s:,.0f}/s, "
-             f"{fast.events_per_s / slow.events_per_s:.1f}x {slow.mode})",
-             f"{quick.mode} had the lowest p99 ({quick.p99_ms:,.1f} ms)"]
+    if len(clean) == 1:  # one mode: nothing to rank it against
+        parts = [f"{fast.mode} moved {fast.events_per_s:,.0f} events/s with a p99 of {fast.p99_ms:,.1f} ms"]
+    else:
+        parts = [f"{fast.mode} moved events fastest ({fast.events_per_s:,.0f}/s, "
+                 f"{fast.events_per_s / slow.events_per_s:.1f}x {slow.mode})",
+                 f"{quick.mode} had the lowest p99 ({quick.p99_ms:,.1f} ms)"]
     if (db := next((r for r in clean if r.mode == "db"), None)) is not None:
         parts.append(f"the DuckDB hand-off (seal every {db.detail.get('roll_ms')} ms, poll every "
                      f"{db.detail.get('poll_ms')} ms) cost a p50 of {db.p50_ms:,.1f} ms")
-    bad = [r.mode for r in results if "+" not in r.mode and not r.ok]
-    parts.append("every mode delivered every event exactly once" if not bad
-                 else f"delivery check FAILED for {', '.join(bad)}")
-    for r in results:
-        if "+" in r.mode:
-            parts.append(f"{r.mode}: lost {r.lost}, duplicated {r.duplicated}")
+    parts.append(delivery_sentence(results))
     return "; ".join(parts) + "."
+
+
+def delivery_sentence(results: list[FlowResult]) -> str:
+    """What the delivery figures say, run by run: never 'exactly once' beside a loss or a duplicate."""
+    clean = [r for r in results if "+" not in r.mode]
+    faults = [r for r in results if "+" in r.mode]
+    bad = [r for r in clean if not r.ok]
+    fault_bad = [r for r in faults if not r.ok]
+    if bad:
+        head = "delivery check FAILED for " + ", ".join(
+            f"{r.mode} (lost {r.lost:,}, duplicated {r.duplicated:,})" for r in bad)
+    elif faults and not fault_bad:
+        return "every run, the faulted ones too, delivered every event exactly once"
+    elif faults:
+        head = "without a fault every mode delivered every event exactly once"
+    else:
+        return "every mode delivered every event exactly once"
+    if not faults:
+        return head
+    tail = [f"{r.mode} lost {r.lost:,} and duplicated {r.duplicated:,} of {r.sent:,}" for r in fault_bad]
+    once = [r.mode for r in faults if r.ok]
+    if once:
+        tail.append(f"{', '.join(once)} still delivered exactly once")
+    return f"{head}; with the consumer down mid-run, " + ", ".join(tail)
 
 
 def chart(results: list[FlowResult]) -> Callable[[], Figure]:
@@ -148,7 +170,9 @@ def chart(results: list[FlowResult]) -> Callable[[], Figure]:
     return draw
 
 
-def write(ctx: FlowContext, results: list[FlowResult], parameters: dict[str, Any]) -> dict[str, Any]:
+def write(ctx: FlowContext, results: list[FlowResult], parameters: dict[str, Any], name: str = "flow",
+          title: str = "Dataflow modes compared") -> dict[str, Any]:
+    """Write ``results/<name>.{json,md,png}``: ``flow`` for the comparison, ``flow_<mode>`` for one mode."""
     by_mode = {r.mode: r for r in results}
     tg = targets(by_mode)
     clean = [r for r in results if "+" not in r.mode]
@@ -162,7 +186,7 @@ def write(ctx: FlowContext, results: list[FlowResult], parameters: dict[str, Any
             ("target", "goal", "measured", "ratio", "met"),
             [(k, v["target"], v["measured"], v["ratio"], "yes" if v["met"] else "no")
              for k, v in tg.items()])
-    paths = write_results("flow", ctx.settings.results_dir, title="Dataflow modes compared",
+    paths = write_results(name, ctx.settings.results_dir, title=title,
                           parameters=parameters,
                           data={"modes": {r.mode: r.to_dict() for r in clean},
                                 "faults": {r.mode: r.to_dict() for r in faults}, "targets": tg},

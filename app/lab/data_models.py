@@ -159,7 +159,7 @@ def write_models_results(doc: dict[str, Any], results_dir: Path, cfg: ModelsConf
     def chart() -> Figure:
         return grouped_bars("Data models in DuckDB: query time", list(q),
                             {"ms": [v["median_s"] * 1e3 for v in q.values()]},
-                            ylabel="ms (lower is better)", log=True)
+                            ylabel="ms, log scale (lower is better)", log=True)
 
     return write_results("models", results_dir, title="Relational, document and graph models",
                          parameters=vars(cfg), data=doc, table_md=table_md,

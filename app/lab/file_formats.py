@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -219,19 +219,22 @@ def chart(doc: dict[str, Any]) -> Figure:
     f = doc["formats"]
     names = list(f)
     ms = lambda key: [f[n][key] * 1e3 for n in names]  # noqa: E731
+    panels: dict[str, tuple[Sequence[str], dict[str, Sequence[float]]]] = {
+        "write and full read": (names, {"write": ms("write_s"), "read → Arrow": ms("read_s"),
+                                        "read → Python rows": ms("read_rows_s")}),
+        "selective reads": (names, {"one column": ms("read_column_s"),
+                                    "filtered (ts, top 1%)": ms("read_filtered_s"),
+                                    "one-row lookup": ms("lookup_s")}),
+        "size": (names, {"bytes/row": [f[n]["bytes_per_row"] for n in names]}),
+        "round-trip losses": (names, {"columns changed": [len(f[n]["roundtrip_losses"]) for n in names]}),
+    }
     return grouped_panels(
-        f"File formats on {doc['rows']:,} events (log scale, lower is better)",
-        {
-            "write and full read (ms)": (names, {"write": ms("write_s"),
-                                                 "read → Arrow": ms("read_s"),
-                                                 "read → Python rows": ms("read_rows_s")}),
-            "selective reads (ms)": (names, {"one column": ms("read_column_s"),
-                                             "filtered (ts, top 1%)": ms("read_filtered_s"),
-                                             "one-row lookup": ms("lookup_s")}),
-            "size (bytes per row)": (names, {"bytes/row": [f[n]["bytes_per_row"]
-                                                           for n in names]}),
-        },
-        ylabel="ms  (size panel: bytes/row)",
+        f"File formats on {doc['rows']:,} events (time: log scale, lower is better)", panels,
+        ylabel={"write and full read": "ms (log)", "selective reads": "ms (log)",
+                "size": "bytes per row", "round-trip losses": "columns not read back equal (count)"},
+        log={"write and full read": True, "selective reads": True, "size": False,
+             "round-trip losses": False},
+        kinds={n: "column-oriented" if f[n]["columnar"] else "row-oriented" for n in names},
     )
 
 

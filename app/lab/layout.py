@@ -116,7 +116,7 @@ def write_layout_results(doc: dict[str, Any], results_dir: Path, cfg: LayoutConf
                                                for v in m.values()]}),
             f"fraud total over {doc['rows']:,} events (ms)": (
                 list(doc["fraud_total"]), {"ms": [v * 1e3 for v in doc["fraud_total"].values()]}),
-        }, ylabel="ms")
+        }, ylabel="ms (log scale)")
 
     return write_results("layout", results_dir, title="Row-major vs column-major in memory",
                          parameters={"side": cfg.side, "rows": cfg.rows, "seed": cfg.seed},

@@ -11,13 +11,11 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markdown import Markdown
 
-from dataflow_playground.app.console import console
+from dataflow_playground.app.console import console, show_results, stderr_console
 from dataflow_playground.core.settings import get_settings
 
-err_console = Console(stderr=True)
+err_console = stderr_console()
 
 
 def command(
@@ -51,8 +49,7 @@ def command(
         out["results"] = {k: str(v) for k, v in paths.items()}
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
     else:
-        console.print(Markdown(paths["md"].read_text()))
-        console.print(f"[dim]wrote {', '.join(str(p) for p in paths.values())}[/dim]")
+        show_results(paths, console)
         if saved:
             console.print(f"model {saved['version']} -> {saved['path']}")
     if saved:

@@ -17,25 +17,23 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markdown import Markdown
 
-from dataflow_playground.app.console import console
+from dataflow_playground.app.console import console, show_results, stderr_console
 
-err_console = Console(stderr=True)
+err_console = stderr_console()
 
 JSON_KEYS = ("events", "seeds", "sample_size", "data_seed", "top_country", "truth", "target_truth",
              "reservoir", "methods", "inclusion", "takeaway", "results")
 
 
 def command(
-    events: Annotated[int, typer.Option("--events", "-n", min=1,
+    events: Annotated[int, typer.Option("--events", "-n", min=1, max=20_000_000,
                                         help="seeded events to generate (the population)")] = 200_000,
-    seeds: Annotated[int, typer.Option(min=1, help="samples drawn per method (bias and spread "
+    seeds: Annotated[int, typer.Option(min=1, max=1_000, help="samples drawn per method (bias and spread "
                                                    "are over these)")] = 50,
     sample_size: Annotated[int, typer.Option("--sample-size", "-k", min=1,
                                              help="events per sample (at most --events)")] = 2_000,
-    data_seed: Annotated[int, typer.Option(help="generator seed (same seed, same events)")] = 42,
+    data_seed: Annotated[int, typer.Option(min=0, help="generator seed (same seed, same events)")] = 42,
     bootstrap: Annotated[str | None, typer.Option(
         help="a Kafka broker (host:port): the reservoir then reads the events from a topic in "
              "one pass; without it, from the in-memory stream")] = None,
@@ -79,5 +77,4 @@ def command(
         slim["results"] = {k: str(v) for k, v in paths.items()}
         sys.stdout.write(json.dumps(slim, indent=2) + "\n")
     else:
-        console.print(Markdown(paths["md"].read_text()))
-        console.print(f"[dim]wrote {', '.join(str(p) for p in paths.values())}[/dim]")
+        show_results(paths, console)

@@ -14,13 +14,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markdown import Markdown
 
-from dataflow_playground.app.console import console
+from dataflow_playground.app.console import console, show_results, stderr_console
 from dataflow_playground.core.settings import STREAM_ENGINES
 
-err_console = Console(stderr=True)
+err_console = stderr_console()
 
 
 def duration_ms(text: str) -> int:
@@ -98,5 +96,4 @@ def command(
         out["results"] = {k: str(v) for k, v in paths.items()}
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
     else:
-        console.print(Markdown(paths["md"].read_text()))
-        console.print(f"[dim]wrote {', '.join(str(p) for p in paths.values())}[/dim]")
+        show_results(paths, console)

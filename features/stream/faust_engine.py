@@ -97,6 +97,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from dataflow_playground.core.kafka_codecs import require_codecs
+from dataflow_playground.core.metrics import serve_metrics
 from dataflow_playground.core.settings import get_settings
 from dataflow_playground.features.online_store import OnlineStoreWriter
 from dataflow_playground.features.stream.checkpoint import CheckpointStore
@@ -462,6 +463,7 @@ class FaustWorker:
                     return
                 self.outputs.prune()
                 self.runner.tick(self._backlog)
+                self.runner.observe_lag(self._highwater)
                 await self.outputs.publish()
                 if now < self._checkpoint_due_at:
                     continue
@@ -513,6 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     cfg, loglevel = parse_config(settings, argv, "Stream features worker (faust-streaming).")
     cfg = prepare(settings, cfg)
+    serve_metrics(settings, cfg.component)
     worker = FaustWorker(cfg)
     started = time.monotonic()
     runner = faust.Worker(worker.app, loglevel=loglevel, quiet=True)

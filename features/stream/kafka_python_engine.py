@@ -26,6 +26,7 @@ from kafka.errors import KafkaError
 
 from dataflow_playground.core import kafka_admin
 from dataflow_playground.core.kafka_codecs import require_codecs
+from dataflow_playground.core.metrics import serve_metrics
 from dataflow_playground.core.settings import get_settings
 from dataflow_playground.features.online_store import OnlineStoreWriter
 from dataflow_playground.features.stream.checkpoint import CheckpointStore
@@ -125,6 +126,7 @@ class KafkaPythonWorker:
                 now = time.monotonic()
                 if now - last_tick >= 0.05:
                     runner.tick(self._backlog)
+                    runner.observe_lag(lambda tp: consumer.highwater(TopicPartition(*tp)))
                     last_tick = now
                 if runner.maybe_checkpoint():
                     self._commit()
@@ -175,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg, loglevel = parse_config(settings, argv, "Stream features worker (plain kafka-python).")
     logging.basicConfig(level=loglevel.upper())
     cfg = prepare(settings, cfg)
+    serve_metrics(settings, cfg.component)
     worker = KafkaPythonWorker(cfg)
 
     def stop(_sig: int, _frame: FrameType | None) -> None:

@@ -24,8 +24,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 import orjson
 
+from dataflow_playground.core.metrics import consumer_metrics, observe_many
 from dataflow_playground.features.online_store import OnlineStoreWriter
 from dataflow_playground.features.stream.checkpoint import CheckpointStore
 from dataflow_playground.features.stream.event_time import InputEnds
@@ -77,6 +79,7 @@ class StreamRunner:
         self.tasks: dict[TP, Task] = {}
         self.awaiting: list[TP] = []  # assigned, not restored yet (assign(defer=True))
         self.stats = RunnerStats()
+        self.metrics = consumer_metrics(cfg.component)
         self._last_write = 0.0
         self._last_checkpoint = time.monotonic()
 
@@ -136,6 +139,7 @@ class StreamRunner:
         self.checkpoint([self.tasks[tp] for tp in gone])
         for tp in gone:
             del self.tasks[tp]
+            self.metrics.forget_partition(*tp)
 
     def drop(self, tps: Iterable[TP]) -> None:
         """Forget tasks restored for partitions that moved on before they read anything.
@@ -145,6 +149,7 @@ class StreamRunner:
         """
         for tp in tps:
             self.tasks.pop(tp, None)
+            self.metrics.forget_partition(*tp)
 
     # -- processing --------------------------------------------------------------------------
 
@@ -172,12 +177,26 @@ class StreamRunner:
         self._send()
         self._write_store()
 
+    def observe_lag(self, highwater: Callable[[TP], int | None]) -> None:
+        """Set the lag gauge of every owned partition: ``highwater(tp)`` (the consumer's, None if
+        not fetched yet) minus the task's position."""
+        for tp, task in self.tasks.items():
+            high = highwater(tp)
+            if high is not None:
+                self.metrics.lag(tp[0], tp[1], high - task.position)
+
     def _send(self) -> None:
         """Each task's step output: its events in records of at most EVENTS_PER_RECORD, its
         repartition rows in records of at most ROWS_PER_RECORD (both far under Kafka's 1 MB)."""
         out = self.outputs
         for task in self.tasks.values():
             box = task.out
+            if box.events and task.stage is Stage.MERCHANT:
+                # An event's feature vector is complete once its merchant task wrote it: that is
+                # when it counts as processed, and its freshness (wall clock - event time) is taken.
+                self.metrics.stored.inc(len(box.events))
+                ts = np.fromiter((ev["ts"] for ev in box.events), dtype=np.float64, count=len(box.events))
+                observe_many(self.metrics.freshness, time.time() - ts / 1000.0)
             for i in range(0, len(box.events), EVENTS_PER_RECORD):
                 out.send_features(task.name.encode(), orjson.dumps(
                     {"kind": "events", "stage": task.stage.value, "task": task.name,

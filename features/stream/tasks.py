@@ -31,7 +31,8 @@ from enum import StrEnum
 from typing import Any
 
 from dataflow_playground.core.dead_letters import FEATURES_STAGE, dead_letter_headers, source_id
-from dataflow_playground.core.validation import Rejection, decode_batch
+from dataflow_playground.core.metrics import consumer_metrics
+from dataflow_playground.core.validation import Rejection, RejectionKind, decode_batch
 from dataflow_playground.features.definitions import FEATURES, FeatureSpec
 from dataflow_playground.features.stream.event_time import IDLE, Arrival, EventTimeOrderer, InputEnds
 from dataflow_playground.features.stream.state import EngineStats, Entry, FeatureEngine
@@ -86,6 +87,7 @@ class TaskConfig:
     idle_ms: float = 500.0  # a caught-up user partition silent this long stops holding merchants back
     record_freshness: bool = False
     features: tuple[FeatureSpec, ...] = FEATURES
+    component: str = "features-worker"  # the metrics' label (core/metrics.py)
 
     def specs(self, stage: Stage) -> tuple[FeatureSpec, ...]:
         return tuple(f for f in self.features if f.entity.name == stage.value)
@@ -101,6 +103,7 @@ class Task:
                                     allowed_lateness_ms=cfg.allowed_lateness_ms)
         self.orderer: EventTimeOrderer[ShuffleRow] = EventTimeOrderer(channels, cfg.allowed_lateness_ms)
         self.counters = TaskCounters()
+        self.metrics = consumer_metrics(cfg.component)
         self.position = 0  # the next input offset to read
         self.delta: list[Entry] = []  # processed since the last checkpoint
         self.out = Outbox()
@@ -122,8 +125,10 @@ class Task:
         if self.cfg.record_freshness:
             self.out.fresh.append((eid, produced_ms))
 
-    def _dead(self, key: bytes | None, value: bytes, reason: str, topic: str, offset: int) -> None:
+    def _dead(self, key: bytes | None, value: bytes, reason: str, topic: str, offset: int,
+              kind: RejectionKind) -> None:
         self.counters.dead_lettered += 1
+        self.metrics.dead_letter(kind)
         source = source_id(topic, self.partition, offset)
         if source in self.published_dead:
             self.counters.dead_letters_known += 1
@@ -179,6 +184,7 @@ class UserTask(Task):
         self.counters.consumed += len(records)
         self.read_since_restore += len(records)
         self.position = records[-1][1] + 1
+        self.metrics.received.inc(len(records))
         self._last_record = time.monotonic()
         topic = self.cfg.input_topic
         orderer, parts = self.orderer, self.cfg.partitions
@@ -186,7 +192,7 @@ class UserTask(Task):
         for (_p, offset, key, value, produced_ms), event in zip(
                 records, decode_batch([r[3] for r in records]), strict=True):
             if isinstance(event, Rejection):
-                self._dead(key, value, str(event), topic, offset)
+                self._dead(key, value, str(event), topic, offset, event.kind)
                 continue
             # Validated: the types are already int/float (entry_from's conversions are not needed).
             entry = (event.ts, event.event_id, event.amount, event.user_id, event.merchant_id)
@@ -261,7 +267,7 @@ class MerchantTask(Task):
                     raise ValueError(f"row kind {bad[0]} from source partition {bad[1]} is not one a "
                                      f"user task of this {self.cfg.partitions}-partition input writes")
             except ValueError as err:  # not written by a user task: a poison record
-                self._dead(key, value, str(err), self.cfg.repartition_topic, offset)
+                self._dead(key, value, str(err), self.cfg.repartition_topic, offset, "malformed_record")
                 continue
             for row in rows:
                 kind, src, src_offset, _pm, ts, eid = row[:6]

@@ -73,9 +73,15 @@ class WorkerConfig:
     def repartition_topic(self) -> str:
         return self.app_id + REPARTITION_SUFFIX
 
+    @property
+    def component(self) -> str:
+        """This worker's name in its metrics (label ``component``, ``<run_dir>/metrics/<name>.json``)."""
+        return self.worker_id or f"features-pid{os.getpid()}"
+
     def task_config(self) -> TaskConfig:
         return TaskConfig(self.input_topic, self.repartition_topic, self.partitions,
-                          self.allowed_lateness_ms, self.idle_ms, self.record_freshness)
+                          self.allowed_lateness_ms, self.idle_ms, self.record_freshness,
+                          component=self.component)
 
 
 def internal_topics(app_id: str) -> list[str]:

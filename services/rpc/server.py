@@ -26,6 +26,7 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 from google.protobuf.message import DecodeError, Message
 
+from dataflow_playground.core.metrics import serve_metrics
 from dataflow_playground.core.proto import events_pb2, events_pb2_grpc
 from dataflow_playground.core.settings import get_settings
 from dataflow_playground.core.validation import Rejection
@@ -127,7 +128,8 @@ class IngestServicer(events_pb2_grpc.IngestServicer):
             count = len(batch.events)
             if count > MAX_BATCH_RECORDS:
                 outcome = self.ingest.refuse_all(count, Rejection(
-                    "events", f"batch {n}: {batch_too_large(count, 'message')}; none of it was taken"))
+                    "events", f"batch {n}: {batch_too_large(count, 'message')}; none of it was taken",
+                    "too_many_records"))
             else:
                 outcome = self.ingest.ingest([to_record(e) for e in batch.events],
                                              batch.sent_at_us or None)
@@ -193,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     ingest = Ingest(ingest_folder(settings.data_dir / "ingest"), source="rpc")
     server, port = make_server(ingest, args.host, args.port)
     server.start()
+    serve_metrics(settings, "rpc")
     stopping = threading.Event()
 
     def stop(_sig: int, _frame: object) -> None:

@@ -111,7 +111,8 @@ def test_backfill_on_a_standalone_cluster_equals_duckdb(cluster: StandaloneClust
     for engine, extra in (("duckdb", []), ("spark", ["--master", cluster.url])):
         out = tmp_path / f"{engine}.parquet"
         r = run_cli(dict(os.environ), "features", "backfill", "--engine", engine, *extra,
-                    "--input", str(tmp_path / "events.parquet"), "--out", str(out))
+                    "--input", str(tmp_path / "events.parquet"), "--out", str(out),
+                    timeout=420)  # a standalone cluster's start-up is slow on a loaded machine
         assert r.returncode == 0, r.stdout + r.stderr
         tables[engine] = check_training_file(out, events)
     assert f"spark on {cluster.url}" in r.stdout

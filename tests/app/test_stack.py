@@ -23,8 +23,9 @@ from tests.helpers import free_ports
 
 
 def _settings(tmp_path: Path) -> Settings:
-    k, c, r, g = free_ports(4)
-    return Settings(data_dir=tmp_path, kafka_port=k, kafka_controller_port=c, rest_port=r, rpc_port=g)
+    k, c, r, g, d = free_ports(5)
+    return Settings(data_dir=tmp_path, kafka_port=k, kafka_controller_port=c, rest_port=r, rpc_port=g,
+                    dashboard_port=d)
 
 
 def test_stale_pid_file_of_a_dead_process_is_cleared(tmp_path: Path) -> None:
@@ -69,10 +70,10 @@ def test_taken_port_names_port_and_setting(tmp_path: Path) -> None:
 
 
 def test_port_taken_cli_error_is_clear(tmp_path: Path) -> None:
-    k, c, r, g = free_ports(4)
+    k, c, r, g, d = free_ports(5)
     env = {**os.environ, "PLAYGROUND_DATA_DIR": str(tmp_path), "PLAYGROUND_KAFKA_PORT": str(k),
            "PLAYGROUND_KAFKA_CONTROLLER_PORT": str(c), "PLAYGROUND_REST_PORT": str(r),
-           "PLAYGROUND_RPC_PORT": str(g)}
+           "PLAYGROUND_RPC_PORT": str(g), "PLAYGROUND_DASHBOARD_PORT": str(d)}
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", k))
         blocker.listen()
@@ -98,7 +99,8 @@ def test_status_reports_the_store_or_why_it_cannot(tmp_path: Path) -> None:
         store.write_records(batch, recs, [], {("t", 0): (0, len(batch))})
     env = {**os.environ, "PLAYGROUND_DATA_DIR": str(tmp_path), "PLAYGROUND_KAFKA_PORT": str(s.kafka_port),
            "PLAYGROUND_KAFKA_CONTROLLER_PORT": str(s.kafka_controller_port),
-           "PLAYGROUND_REST_PORT": str(s.rest_port), "PLAYGROUND_RPC_PORT": str(s.rpc_port)}
+           "PLAYGROUND_REST_PORT": str(s.rest_port), "PLAYGROUND_RPC_PORT": str(s.rpc_port),
+           "PLAYGROUND_DASHBOARD_PORT": str(s.dashboard_port)}
     out = subprocess.run([sys.executable, "-m", "dataflow_playground.app.cli", "status"], env=env,
                          capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 1  # nothing runs; the store line does not change the verdict

@@ -150,7 +150,9 @@ def test_cli_status_and_idempotent_up(kafka_stack: Settings, stack_env: dict[str
 def test_demo_runs_against_the_stack(kafka_stack: Settings, stack_env: dict[str, str]) -> None:
     from tests.helpers import run_cli
 
-    out = run_cli(stack_env, "demo", "--events", "3000", "--malformed-rate", "0.05")
+    # The tour's other lessons at their smallest (tests/app/test_tour.py covers the whole tour).
+    out = run_cli(stack_env, "demo", "--events", "3000", "--malformed-rate", "0.05", "--flow-events", "100",
+                  "--parity-events", "100", "--format-rows", "100", timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "balanced" in out.stdout
     import json

@@ -68,4 +68,5 @@ def test_cli_json_goes_to_stdout_alone(tmp_path: Path) -> None:
     assert out["rows"] == 500 and len(out["formats"]) >= 7
     for f in out["formats"].values():
         assert {"bytes", "write_s", "read_s", "read_column_s", "roundtrip_ok"} <= set(f)
-    assert {p.name for p in tmp_path.iterdir()} == {"formats.json", "formats.md", "formats.png"}
+    assert {p.name for p in tmp_path.iterdir()} == {"formats.json", "formats.md", "formats.png",
+                                                    "index.html", "runs"}

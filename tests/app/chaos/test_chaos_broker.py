@@ -1,0 +1,106 @@
+"""`playground chaos --quick`, one scenario per test, judged from its JSON.
+
+Each scenario starts its own broker(s) and services in a temporary folder on free ports and
+stops them; the test checks the pass condition from the figures (not only the ``passed``
+flag), that the counters balance, and that nothing the run started outlives it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.helpers import run_cli
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+
+def _pids() -> set[int]:
+    return {p.pid for p in psutil.process_iter()}
+
+
+def _chaos(tmp_path: Path, scenario: str, timeout: float = 280) -> dict[str, Any]:
+    env = {**os.environ, "PLAYGROUND_RESULTS_DIR": str(tmp_path / "results"),
+           "PLAYGROUND_DATA_DIR": str(tmp_path / "data"), "PLAYGROUND_KAFKA_HEAP": "384m"}
+    before = _pids()
+    proc = run_cli(env, "chaos", "--quick", "--json", "--scenario", scenario, timeout=timeout)
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]
+    doc = json.loads(proc.stdout)
+    [outcome] = doc["scenarios"]
+    assert outcome["scenario"] == scenario
+    assert outcome["balance_errors"] == [], outcome
+    assert doc["takeaway"].startswith(("1 of 1 scenarios passed", "0 of 1 scenarios passed"))
+    for ext in ("json", "md", "png"):
+        assert Path(doc["results"][ext]).exists()
+    # What the run started (JVMs, services, sinks, workers) is gone with it.
+    leftover = [p.info for p in psutil.process_iter(["pid", "cmdline"])
+                if p.pid not in before and _chaos_process(p, scenario)]
+    assert not leftover, leftover
+    return outcome  # type: ignore[no-any-return]
+
+
+def _chaos_process(proc: psutil.Process, scenario: str) -> bool:
+    """Started by this scenario: its command line or data folder is the scenario's folder (another
+    scenario's processes, e.g. of a run alongside, are not this run's)."""
+    try:
+        where = " ".join(proc.cmdline()) + " " + proc.environ().get("PLAYGROUND_DATA_DIR", "")
+    except psutil.Error:
+        return False
+    return f"playground-chaos-{scenario}-" in where
+
+
+def test_sink_sigkilled_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    o = _chaos(tmp_path, "sink-kill")
+    assert len(o["recovery_s"]) == 3
+    assert o["acknowledged"] == o["sent"] > 0
+    assert (o["lost"], o["duplicated"]) == (0, 0)
+    assert o["stored"] + o["dead_lettered"] == o["received"] == o["sent"]
+    assert o["passed"], o
+
+
+def test_single_broker_restart_loses_no_acknowledged_event(tmp_path: Path) -> None:
+    o = _chaos(tmp_path, "broker-restart")
+    assert (o["lost"], o["duplicated"]) == (0, 0)
+    assert o["stored"] == o["acknowledged"] > 0
+    assert o["extra"]["producer_stall_s"] >= o["extra"]["down_s"]
+    assert o["passed"], o
+
+
+def test_cluster_broker_failover_loses_no_acknowledged_event(tmp_path: Path) -> None:
+    o = _chaos(tmp_path, "cluster-failover")
+    assert o["lost"] == 0
+    assert o["extra"]["failover_s"] >= 0
+    assert "produce_errors" in o["extra"] and "retries" in o["extra"]
+    assert o["passed"], o
+
+
+def test_stream_worker_sigkilled_ends_equal_to_batch(tmp_path: Path) -> None:
+    o = _chaos(tmp_path, "worker-kill")
+    assert len(o["recovery_s"]) == 2
+    assert set(o["extra"]["mismatches_by_feature"].values()) == {0}
+    assert o["passed"], o
+
+
+def test_rest_service_killed_keeps_every_acknowledged_event(tmp_path: Path) -> None:
+    o = _chaos(tmp_path, "rest-kill")
+    assert (o["lost"], o["duplicated"]) == (0, 0)
+    assert o["unacknowledged"] > 0  # the kill did land under load
+    assert o["acknowledged"] + o["unacknowledged"] == o["sent"]
+    assert len(o["recovery_s"]) == 1
+    assert o["passed"], o
+
+
+def test_poison_records_stop_no_consumer_and_are_dead_lettered(tmp_path: Path) -> None:
+    o = _chaos(tmp_path, "poison")
+    assert o["extra"]["alive"] == {"sink": True, "features-worker": True}
+    assert set(o["extra"]["codecs"]) == {"none", "gzip", "snappy", "lz4", "zstd"}
+    for consumer, figures in o["extra"]["dead_letters"].items():
+        assert figures["missing"] == [], consumer
+        assert (figures["twice"], figures["wrong_stage"], figures["without_reason"]) == (0, 0, 0)
+        assert figures["dead_letters"] >= o["extra"]["bad_records"]
+    assert o["passed"], o
