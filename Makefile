@@ -22,14 +22,15 @@ demo: kafka             ## start the native stack, run the end-to-end demo, stop
 	$(BIN)/playground demo
 
 # The browser tests drive Debian's chromium through chromium-driver (selenium); the metrics
-# test scrapes the stack with a real Prometheus. Without them those tests are skipped.
-test-deps:           ## chromium, chromium-driver, prometheus via apt when missing (root)
-	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v prometheus >/dev/null; then :; \
+# test scrapes the stack with a real Prometheus; the poison scenario also sends with kcat.
+# Without them those tests are skipped (kcat: that scenario uses confluent-kafka only).
+test-deps:           ## chromium, chromium-driver, prometheus, kcat via apt when missing (root)
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v prometheus >/dev/null && command -v kcat >/dev/null; then :; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-		echo "installing chromium, chromium-driver and prometheus (apt) for the tests"; \
-		(apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver prometheus) >/dev/null \
-			|| echo "chromium or prometheus could not be installed; their tests will be skipped"; \
-	else echo "chromium, chromedriver or prometheus missing and apt unavailable: their tests will be skipped"; fi
+		echo "installing chromium, chromium-driver, prometheus and kcat (apt) for the tests"; \
+		(apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver prometheus kcat) >/dev/null \
+			|| echo "some of them could not be installed; their tests will be skipped"; \
+	else echo "chromium, chromedriver, prometheus or kcat missing and apt unavailable: their tests will be skipped"; fi
 
 test: kafka test-deps ## unit + integration tests; the tests start and stop their own broker
 	$(BIN)/pytest

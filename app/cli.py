@@ -20,7 +20,13 @@ from dataflow_playground.app.logs_cli import logs_command
 from dataflow_playground.app.metrics_cli import metrics_app
 from dataflow_playground.app.produce_cli import produce_command
 from dataflow_playground.app.report_cli import report_command
-from dataflow_playground.app.stack_report import print_brokers, print_crashed, print_urls, purge_data
+from dataflow_playground.app.stack_report import (
+    print_accounting,
+    print_brokers,
+    print_crashed,
+    print_urls,
+    purge_data,
+)
 from dataflow_playground.app.topics_cli import topics_app
 from dataflow_playground.app.train.cli import train_app
 from dataflow_playground.core.errors import PlaygroundError
@@ -170,6 +176,7 @@ def _print_status() -> bool:
     console.print(table)
     print_brokers(rows)
     print_crashed(rows)
+    print_accounting(stack_settings.effective(get_settings()), rows)
     _print_store()
     return all(r.healthy for r in rows)
 

@@ -533,13 +533,13 @@ def store_status(settings: Settings) -> StoreStatus:
     if not path.exists():
         return StoreStatus(path, None, "not created yet; the Kafka -> DuckDB sink creates it "
                                        "('playground serve sink')")
-    if (sink := read_pid(settings, SINK.name)) is not None:
-        # DuckDB lets no other process open the file meanwhile; the sink logs its own figures.
-        return StoreStatus(path, None, f"being written by the stack's sink (pid {sink.pid}); its figures "
-                                       "after every commit: 'playground logs sink'")
     try:
         return StoreStatus(path, read_figures(path))
     except PlaygroundError as err:
+        if (sink := read_pid(settings, SINK.name)) is not None:
+            # DuckDB lets no other process open the file meanwhile; the sink logs its own figures.
+            return StoreStatus(path, None, f"being written by the stack's sink (pid {sink.pid}); its "
+                                           "figures after every commit: 'playground logs sink'")
         return StoreStatus(path, None, str(err))
 
 

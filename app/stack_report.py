@@ -5,11 +5,14 @@ from __future__ import annotations
 import shutil
 
 import httpx
+from rich.table import Table
 
 from dataflow_playground.app import stack
 from dataflow_playground.app.console import console
 from dataflow_playground.core.errors import StackError
+from dataflow_playground.core.metrics import metrics_targets
 from dataflow_playground.core.settings import Settings
+from dataflow_playground.services.dashboard.metrics_scrape import Scrape, group_of, scrape
 
 LOG_LINES = 10
 
@@ -70,6 +73,65 @@ def print_brokers(rows: list[stack.ComponentStatus]) -> None:
     colour = "green" if urp == 0 else "red"
     console.print(f"kafka brokers: {'; '.join(parts)}. Under-replicated partitions: "
                   f"[{colour}]{urp}[/{colour}]", highlight=False, soft_wrap=True)
+
+
+# (column, counter) of the loss-accounting table, in the order a record passes them.
+ACCOUNTING = (
+    ("sent", "playground_events_sent_total"),
+    ("acknowledged", "playground_events_acknowledged_total"),
+    ("received", "playground_events_received_total"),
+    ("stored", "playground_events_stored_total"),
+    ("dead letters", "playground_dead_letters_total"),
+    ("duplicates", "playground_duplicates_total"),
+    ("retries", "playground_retries_total"),
+)
+
+
+def accounting_rows(found: Scrape) -> list[dict[str, float | str | None]]:
+    """One row per component that serves metrics: its loss-accounting counters (None where the
+    component has no such counter), and whether received = stored + dead letters + duplicates.
+
+    Stream workers get no balance: each record is received once per stage it passes (the
+    merchant stage reads the repartition topic) and again when re-read after a restore; their
+    books are checked against batch SQL instead (``playground features parity``)."""
+    components = sorted({comp for (_metric, comp) in found.counters if comp})  # "": the client's own
+    rows: list[dict[str, float | str | None]] = []
+    for comp in components:
+        row: dict[str, float | str | None] = {"component": comp}
+        for column, metric in ACCOUNTING:
+            row[column] = found.counters.get((metric, comp))
+        received = row["received"]
+        parts = [row[c] for c in ("stored", "dead letters", "duplicates")]
+        row["balanced"] = (None if not isinstance(received, float) or group_of(comp) == "stream" else
+                           "yes" if received == sum(p for p in parts if isinstance(p, float)) else "no")
+        rows.append(row)
+    return rows
+
+
+def print_accounting(settings: Settings, rows: list[stack.ComponentStatus]) -> None:
+    """The counters every ingress and consumer serves on /metrics, scraped now: what each
+    received, stored, dead-lettered, found duplicate and retried (the producer: sent, acknowledged)."""
+    targets = metrics_targets(settings)
+    if any(r.name == "rest" and r.running for r in rows):  # REST serves /metrics on its own port
+        targets.setdefault("rest", f"{settings.rest_url}/metrics")
+    if not targets:
+        return
+    with httpx.Client(timeout=2.0) as client:
+        found = scrape(targets, client)
+    books = accounting_rows(found)
+    if books:
+        table = Table(title="loss accounting (each process's /metrics, since it started)")
+        for col in ("component", *(c for c, _ in ACCOUNTING), "balanced"):
+            table.add_column(col, justify="left" if col == "component" else "right")
+        for row in books:
+            table.add_row(*(("-" if v is None else f"{v:,.0f}" if isinstance(v, float) else str(v))
+                            for v in row.values()))
+        console.print(table)
+        console.print("balanced: received = stored + dead letters + duplicates (not for stream "
+                      "workers: they receive a record once per stage and again after a restore)",
+                      highlight=False, soft_wrap=True)
+    for comp, err in sorted(found.errors.items()):
+        console.print(f"  {comp}: metrics not readable ({err})", highlight=False, soft_wrap=True)
 
 
 def purge_data(settings: Settings) -> None:

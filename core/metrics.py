@@ -187,7 +187,9 @@ def register_target(settings: Settings, component: str, url: str) -> Path:
     """Record that this process serves ``component``'s metrics at ``url``; removed at exit."""
     folder = metrics_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{check_component(component)}.json"
+    # One file per process: a second process serving the same component (a `playground demo`
+    # sink beside the stack's own) must neither replace the first's entry nor, on exit, remove it.
+    path = folder / f"{check_component(component)}.{os.getpid()}.json"
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps({"component": component, "url": url, "pid": os.getpid()}))
     tmp.replace(path)  # atomic: a reader never sees half a file
@@ -237,12 +239,23 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _started(pid: int) -> float:
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return float("inf")
+
+
 def metrics_targets(settings: Settings) -> dict[str, str]:
-    """``component -> /metrics URL`` of the live processes; stale files are removed."""
+    """``component -> /metrics URL`` of the live processes; stale files are removed.
+
+    Where several live processes serve one component, the longest-running one (the stack's own)
+    keeps the name and each later one is listed as ``component@pid``.
+    """
     folder = metrics_dir(settings)
-    found: dict[str, str] = {}
+    live: list[tuple[float, str, int, str]] = []
     if not folder.is_dir():
-        return found
+        return {}
     for path in sorted(folder.glob("*.json")):
         try:
             entry = json.loads(path.read_text())
@@ -250,9 +263,12 @@ def metrics_targets(settings: Settings) -> dict[str, str]:
         except (OSError, ValueError, KeyError, TypeError):
             continue  # being written (never: the write is atomic) or not ours
         if _alive(pid):
-            found[component] = url
+            live.append((_started(pid), component, pid, url))
         else:
             path.unlink(missing_ok=True)
+    found: dict[str, str] = {}
+    for _t, component, pid, url in sorted(live):
+        found[component if component not in found else f"{component}@{pid}"] = url
     return found
 
 

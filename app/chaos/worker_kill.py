@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataflow_playground.app.chaos.accounting import Outcome
 from dataflow_playground.app.chaos.env import ChaosEnv
 from dataflow_playground.app.chaos.load import ProducerLoad
-from dataflow_playground.app.chaos.waiting import wait_until
+from dataflow_playground.app.chaos.waiting import ChaosError, wait_until
 from dataflow_playground.core import kafka_admin
 from dataflow_playground.core.settings import Settings
 from dataflow_playground.features.batch_sql import BatchFeatures
@@ -49,6 +49,7 @@ def run(base: Settings, quick: bool, say: Callable[[str], None], seed: int = 13)
             group.start(1)
             load = ProducerLoad(s.bootstrap_servers, topic, records, rate=rate)
             load.start()
+            stalled: ChaosError | None = None
             try:
                 for k in range(1, kills + 1):
                     target = events * k // (kills + 1)
@@ -66,8 +67,20 @@ def run(base: Settings, quick: bool, say: Callable[[str], None], seed: int = 13)
                 load.join()
                 if load.error:
                     raise load.error
+            except ChaosError as err:  # the worker stopped making progress: report what happened
+                stalled = err
             finally:
                 load.stop()
+            if stalled is not None:
+                fig = load.figures
+                out.sent, out.acknowledged, out.unacknowledged = fig.sent, fig.acknowledged, fig.failed
+                out.extra.update({"engine": s.stream_engine, "worker_counters": group.stats(),
+                                  "kills_done": len(out.recovery_s)})
+                env.keep = True  # the worker's log, for whoever looks into it
+                out.notes.append(f"did not finish: {stalled}, after {len(out.recovery_s)} of {kills} "
+                                 f"kills; the worker's last counters are in extra.worker_counters, "
+                                 f"its log is kept in {env.folder}")
+                return out
             say("waiting for the worker to drain the topic")
             stats = group.wait_drained(load.figures.sent, timeout_s=1800)
             group.stop()  # a clean stop flushes what its producers still hold

@@ -84,7 +84,7 @@ def test_serve_metrics_registers_a_scrapable_endpoint(tmp_path: Path) -> None:
     m.received.inc(7)
     port = metrics.serve_metrics(settings, "unit-served")
     try:
-        entry = json.loads((settings.run_dir / "metrics" / "unit-served.json").read_text())
+        entry = json.loads((settings.run_dir / "metrics" / f"unit-served.{os.getpid()}.json").read_text())
         assert entry == {"component": "unit-served", "url": f"http://127.0.0.1:{port}/metrics",
                          "pid": os.getpid()}
         assert metrics.metrics_targets(settings) == {"unit-served": entry["url"]}
@@ -126,3 +126,32 @@ def test_targets_of_dead_processes_are_dropped_and_file_sd_lists_the_live(tmp_pa
     assert path == settings.run_dir / "prometheus" / "targets.json"
     assert json.loads(path.read_text()) == [
         {"targets": ["127.0.0.1:8000"], "labels": {"process": "rest", "__metrics_path__": "/metrics"}}]
+
+
+def test_a_second_process_of_one_component_neither_replaces_nor_removes_the_first(tmp_path: Path) -> None:
+    """A `playground demo` sink beside the stack's sink: both listed, the older by its name,
+    and the older one's entry survives the younger one's exit."""
+    settings = _settings(tmp_path)
+    port = metrics.serve_metrics(settings, "sink")  # the older process: this one
+    code = ("import sys; from pathlib import Path; from dataflow_playground.core import metrics; "
+            "from dataflow_playground.core.settings import Settings; "
+            f"p = metrics.serve_metrics(Settings(data_dir=Path({str(settings.data_dir)!r})), 'sink'); "
+            "print(p, flush=True); sys.stdin.readline()")
+    younger = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               text=True)
+    try:
+        assert younger.stdout is not None and younger.stdin is not None
+        their_port = int(younger.stdout.readline())
+        assert metrics.metrics_targets(settings) == {
+            "sink": f"http://127.0.0.1:{port}/metrics",
+            f"sink@{younger.pid}": f"http://127.0.0.1:{their_port}/metrics"}
+        younger.stdin.write("\n")
+        younger.stdin.flush()
+        assert younger.wait(timeout=30) == 0  # a clean exit: it unregisters itself, only itself
+        assert metrics.metrics_targets(settings) == {"sink": f"http://127.0.0.1:{port}/metrics"}
+        assert len(list((settings.run_dir / "metrics").glob("*.json"))) == 1
+    finally:
+        if younger.poll() is None:
+            younger.kill()
+            younger.wait()
+        metrics.stop_serving(port)
