@@ -189,7 +189,7 @@ def write_config(settings: Settings, node: KafkaNode | None = None) -> Path:
         "share.coordinator.state.topic.min.isr": "1",
         # No waiting for more members before the first rebalance: tests start fast.
         "group.initial.rebalance.delay.ms": "0",
-        # Stream workers use a 3 s session so a killed one loses its partitions fast (the default
+        # kafka-python stream workers use a 3 s session so a killed one loses its partitions fast (the default
         # minimum, 6 s, would make every failover wait that long).
         "group.min.session.timeout.ms": "1000",
         "auto.create.topics.enable": "false",

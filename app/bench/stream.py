@@ -12,8 +12,9 @@ For every engine x worker count it measures, on throwaway topics and a fresh app
 - **recovery**: on the group that just caught up, a paced producer at ``rate`` events/s,
   then worker 0 is SIGKILLed (if it owns no task at that moment, having lost them to a
   session timeout under load, the first worker that does). With one worker it is restarted
-  under its static id; with more the survivors take its tasks over (after the group's 3 s
-  session timeout). ``recovery_s`` = from the SIGKILL until every moved task (both stages)
+  under its static id; with more the survivors take its tasks over (after the group's
+  session timeout: 3 s for kafka-python, 15 s for faust). ``recovery_s`` = from the SIGKILL
+  until every moved task (both stages)
   is owned again and has read everything that was in its input at the kill (``None``, shown
   as "not within T s", if that did not happen within ``--recovery-timeout``; a median counts
   it as longer than any time); ``reread_records`` = what the new owners read again that the

@@ -50,9 +50,11 @@ offsets they resume from, are the runner's:
   out of the fetch in flight (it still had records buffered when it was sent) then waits up
   to that long for its next records. :class:`FetchThread` sets 50 ms, the kafka-python
   engine's value.
-- **Liveness.** ``--session-timeout-ms`` is faust's ``broker_session_timeout`` (heartbeat every
-  quarter of it); the consumer runs in faust's consumer thread, so heartbeats go on while the
-  event loop restores or checkpoints. With ``--worker-id`` the worker is a static member
+- **Liveness.** ``--session-timeout-ms`` (default :data:`SESSION_TIMEOUT_MS`, 15 s) is faust's
+  ``broker_session_timeout`` (heartbeat every quarter of it). The consumer runs in faust's
+  consumer thread, yet a restore inside the assignment callback that outlasts a short session
+  gets the worker expelled (see :data:`SESSION_TIMEOUT_MS`). With ``--worker-id`` the worker
+  is a static member
   (``consumer_group_instance_id``; aiokafka sends it in JoinGroup v5): restarted under the same
   id before its session expires, it gets its partitions back without a rebalance (the other
   workers keep their tasks). From launch to its group join a faust worker takes 2.2 s on the
@@ -118,6 +120,14 @@ FETCH_MAX_WAIT_MS = 50
 ACK_TIMEOUT_S = 30.0
 MAX_WITHIN_S = 0.25  # the longest a batch waits for more records (when behind)
 BEHIND_RECORDS = 1000  # records fetched but not taken yet, from which a worker counts as behind
+# The default --session-timeout-ms of a faust worker (kafka-python's: 3 s). A faust worker
+# restores its tasks inside the group's assignment callback; with a 3 s session, a restarted
+# worker holding the state of 500k events was expelled from its group before the restore
+# ended, rejoined, restored again, and never read on (`playground chaos --scenario
+# worker-kill`, 1M events: over 100 rebalances, at load 2-4 as at 10-17). With 15 s the same
+# run passed (5 kills, 0 mismatches). The price: a killed faust worker that is not restarted
+# hands its tasks to the others only after 15 s.
+SESSION_TIMEOUT_MS = 15_000
 
 # (topic, partition), as the runner names a partition
 Partition = tuple[str, int]
@@ -513,7 +523,8 @@ class FaustWorker:
 
 def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
-    cfg, loglevel = parse_config(settings, argv, "Stream features worker (faust-streaming).")
+    cfg, loglevel = parse_config(settings, argv, "Stream features worker (faust-streaming).",
+                                 session_timeout_ms=SESSION_TIMEOUT_MS)
     cfg = prepare(settings, cfg)
     serve_metrics(settings, cfg.component)
     worker = FaustWorker(cfg)

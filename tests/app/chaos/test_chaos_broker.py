@@ -25,8 +25,13 @@ def _pids() -> set[int]:
 
 
 def _chaos(tmp_path: Path, scenario: str, timeout: float = 280) -> dict[str, Any]:
+    # TMPDIR: the scenario's own folder (tempfile.mkdtemp) is made under tmp_path, so its
+    # processes are told apart from those of any other run of the same scenario.
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
     env = {**os.environ, "PLAYGROUND_RESULTS_DIR": str(tmp_path / "results"),
-           "PLAYGROUND_DATA_DIR": str(tmp_path / "data"), "PLAYGROUND_KAFKA_HEAP": "384m"}
+           "PLAYGROUND_DATA_DIR": str(tmp_path / "data"), "PLAYGROUND_KAFKA_HEAP": "384m",
+           "TMPDIR": str(scratch)}
     before = _pids()
     proc = run_cli(env, "chaos", "--quick", "--json", "--scenario", scenario, timeout=timeout)
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
@@ -39,19 +44,19 @@ def _chaos(tmp_path: Path, scenario: str, timeout: float = 280) -> dict[str, Any
         assert Path(doc["results"][ext]).exists()
     # What the run started (JVMs, services, sinks, workers) is gone with it.
     leftover = [p.info for p in psutil.process_iter(["pid", "cmdline"])
-                if p.pid not in before and _chaos_process(p, scenario)]
+                if p.pid not in before and _chaos_process(p, scratch / f"playground-chaos-{scenario}-")]
     assert not leftover, leftover
     return outcome  # type: ignore[no-any-return]
 
 
-def _chaos_process(proc: psutil.Process, scenario: str) -> bool:
-    """Started by this scenario: its command line or data folder is the scenario's folder (another
-    scenario's processes, e.g. of a run alongside, are not this run's)."""
+def _chaos_process(proc: psutil.Process, folder_prefix: Path) -> bool:
+    """Started by this run: its command line or data folder is in the run's scenario folder
+    (processes of another run, even of the same scenario, are not this run's)."""
     try:
         where = " ".join(proc.cmdline()) + " " + proc.environ().get("PLAYGROUND_DATA_DIR", "")
     except psutil.Error:
         return False
-    return f"playground-chaos-{scenario}-" in where
+    return str(folder_prefix) in where
 
 
 def test_sink_sigkilled_loses_and_doubles_nothing(tmp_path: Path) -> None:
