@@ -38,7 +38,7 @@ test: kafka test-deps ## unit + integration tests; the tests start and stop thei
 test-unit: install      ## the tests that need no broker (seconds)
 	$(BIN)/pytest -m 'not kafka'
 
-browser: kafka test-deps ## only the browser tests: the dashboard in headless Chromium (a minute)
+browser: kafka test-deps ## only the browser tests: the dashboard and the report in headless Chromium
 	$(BIN)/pytest -m browser
 
 bench: kafka            ## the benchmarks (minutes); results land in results/

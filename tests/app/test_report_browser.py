@@ -11,8 +11,9 @@ import pytest
 from tests.helpers import run_cli
 from tests.services.dashboard.browser import chromium, chromium_paths, console_errors
 
-pytestmark = pytest.mark.skipif(chromium_paths() is None,
-                                reason="chromium and chromedriver are not installed (make test-deps)")
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(chromium_paths() is None,
+                                 reason="chromium and chromedriver are not installed (make test-deps)")]
 
 
 def test_the_report_renders_every_chart_from_disk(tmp_path: Path) -> None:
