@@ -31,7 +31,9 @@ def _direct_total(url: str, metric: str) -> float:
 
 
 def _api(base: str, path: str, **params: str) -> Any:
-    body = httpx.get(f"{base}/api/v1/{path}", params=params, timeout=5).json()
+    resp = httpx.get(f"{base}/api/v1/{path}", params=params, timeout=5)
+    resp.raise_for_status()  # 503 "Service Unavailable" while Prometheus is still starting
+    body = resp.json()
     assert body["status"] == "success", body
     return body["data"]
 
