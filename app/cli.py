@@ -30,7 +30,7 @@ from dataflow_playground.app.stack_report import (
 from dataflow_playground.app.topics_cli import topics_app
 from dataflow_playground.app.train.cli import train_app
 from dataflow_playground.core.errors import PlaygroundError
-from dataflow_playground.core.settings import STREAM_ENGINES, get_settings
+from dataflow_playground.core.settings import STREAM_ENGINES, Settings, get_settings
 
 app = typer.Typer(help="dataflow-playground: Kafka, DuckDB and services, measured.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -129,8 +129,7 @@ def up(
     stack.up(settings, components=stack.kafka_components(settings) if kafka_only else None,
              on_event=lambda m: console.print(f"  {m}"), stream_workers=stream_workers,
              with_producer=with_producer)
-    _print_status()
-    print_urls(settings)
+    print_urls(settings, _print_status())
 
 
 @app.command()
@@ -145,7 +144,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="print the compo
         sys.stdout.write(json.dumps([dataclasses.asdict(r) for r in rows], indent=2, default=str) + "\n")
         healthy = all(r.healthy for r in rows)
     else:
-        healthy = _print_status()
+        healthy = all(r.healthy for r in _print_status())
     if not healthy:
         raise typer.Exit(1)
 
@@ -163,8 +162,9 @@ def down(
         purge_data(settings)
 
 
-def _print_status() -> bool:
-    rows = stack.status(stack_settings.effective(get_settings()))
+def _print_status() -> list[stack.ComponentStatus]:
+    settings = stack_settings.effective(get_settings())
+    rows = stack.status(settings)
     table = Table(title="playground stack")
     for col in ("component", "state", "port", "pid", "uptime"):
         table.add_column(col, overflow="fold")
@@ -176,14 +176,14 @@ def _print_status() -> bool:
     console.print(table)
     print_brokers(rows)
     print_crashed(rows)
-    print_accounting(stack_settings.effective(get_settings()), rows)
-    _print_store()
-    return all(r.healthy for r in rows)
+    print_accounting(settings)
+    _print_store(settings)
+    return rows
 
 
-def _print_store() -> None:
+def _print_store(settings: Settings) -> None:
     """The store's figures; duplicates are valid records not stored because their event_id was."""
-    st = stack.store_status(stack_settings.effective(get_settings()))
+    st = stack.store_status(settings)
     if st.figures is None:
         console.print(f"store {st.path}: {st.note}", highlight=False, soft_wrap=True)
         return

@@ -12,14 +12,15 @@ from dataflow_playground.app.console import console
 from dataflow_playground.core.errors import StackError
 from dataflow_playground.core.metrics import metrics_targets
 from dataflow_playground.core.settings import Settings
-from dataflow_playground.services.dashboard.metrics_scrape import Scrape, group_of, scrape
+from dataflow_playground.services.dashboard.metrics_scrape import LOSS_COUNTERS, Scrape, group_of, scrape
 
 LOG_LINES = 10
 
 
-def stack_urls(settings: Settings) -> dict[str, str]:
-    """Addresses of the running components, by what they are (only those that run)."""
-    running = {r.name: r for r in stack.status(settings) if r.running}
+def stack_urls(settings: Settings, rows: list[stack.ComponentStatus] | None = None) -> dict[str, str]:
+    """Addresses of the running components, by what they are (only those that run); ``rows``:
+    the stack's status if the caller has it already."""
+    running = {r.name: r for r in (stack.status(settings) if rows is None else rows) if r.running}
     urls: dict[str, str] = {}
     if "kafka" in running:
         urls["Kafka bootstrap"] = settings.bootstrap_servers
@@ -39,8 +40,8 @@ def stack_urls(settings: Settings) -> dict[str, str]:
     return urls
 
 
-def print_urls(settings: Settings) -> None:
-    for what, url in stack_urls(settings).items():
+def print_urls(settings: Settings, rows: list[stack.ComponentStatus] | None = None) -> None:
+    for what, url in stack_urls(settings, rows).items():
         console.print(f"  {what:<16} {url}", highlight=False, soft_wrap=True)
 
 
@@ -76,15 +77,8 @@ def print_brokers(rows: list[stack.ComponentStatus]) -> None:
 
 
 # (column, counter) of the loss-accounting table, in the order a record passes them.
-ACCOUNTING = (
-    ("sent", "playground_events_sent_total"),
-    ("acknowledged", "playground_events_acknowledged_total"),
-    ("received", "playground_events_received_total"),
-    ("stored", "playground_events_stored_total"),
-    ("dead letters", "playground_dead_letters_total"),
-    ("duplicates", "playground_duplicates_total"),
-    ("retries", "playground_retries_total"),
-)
+ACCOUNTING = tuple(zip(("sent", "acknowledged", "received", "stored", "dead letters", "duplicates",
+                        "retries"), LOSS_COUNTERS, strict=True))
 
 
 def accounting_rows(found: Scrape) -> list[dict[str, float | str | None]]:
@@ -108,12 +102,10 @@ def accounting_rows(found: Scrape) -> list[dict[str, float | str | None]]:
     return rows
 
 
-def print_accounting(settings: Settings, rows: list[stack.ComponentStatus]) -> None:
+def print_accounting(settings: Settings) -> None:
     """The counters every ingress and consumer serves on /metrics, scraped now: what each
     received, stored, dead-lettered, found duplicate and retried (the producer: sent, acknowledged)."""
-    targets = metrics_targets(settings)
-    if any(r.name == "rest" and r.running for r in rows):  # REST serves /metrics on its own port
-        targets.setdefault("rest", f"{settings.rest_url}/metrics")
+    targets = metrics_targets(settings)  # every process registers itself, REST included
     if not targets:
         return
     with httpx.Client(timeout=2.0) as client:

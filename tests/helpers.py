@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -11,24 +10,12 @@ from pathlib import Path
 
 import httpx
 
+from dataflow_playground.app.stack import free_ports as free_ports  # shared with the chaos suite
 from dataflow_playground.core.settings import Settings
 from dataflow_playground.features.batch_sql import BatchFeatures
 from dataflow_playground.features.definitions import FEATURES
 from dataflow_playground.features.online_store import OnlineStoreReader, event_time_frontier
 from dataflow_playground.features.parity import compare
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free loopback ports (bound, read, released)."""
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 def run_cli(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:

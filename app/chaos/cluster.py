@@ -10,7 +10,8 @@ component. The nodes start together: a lone node has no quorum, so it cannot bec
 from __future__ import annotations
 
 from dataflow_playground.app import stack
-from dataflow_playground.app.chaos.env import ChaosEnv, ChaosError, free_ports
+from dataflow_playground.app.chaos.env import ChaosEnv, ChaosError
+from dataflow_playground.app.stack import free_ports
 
 
 class Cluster:

@@ -7,17 +7,11 @@ the scraped figures as a second view of the last process life.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from dataflow_playground.core.metrics import metrics_targets
 from dataflow_playground.core.settings import Settings
-
-COUNTERS = ("playground_events_received_total", "playground_events_stored_total",
-            "playground_events_sent_total", "playground_events_acknowledged_total",
-            "playground_dead_letters_total", "playground_duplicates_total", "playground_retries_total")
+from dataflow_playground.services.dashboard.metrics_scrape import LOSS_COUNTERS, Scrape, parse
 
 
 def scrape(settings: Settings, timeout_s: float = 3.0) -> dict[str, dict[str, float]]:
@@ -28,10 +22,12 @@ def scrape(settings: Settings, timeout_s: float = 3.0) -> dict[str, dict[str, fl
             text = httpx.get(url, timeout=timeout_s).text
         except httpx.HTTPError:
             continue
-        values: dict[str, float] = defaultdict(float)
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name in COUNTERS:
-                    values[sample.name.removeprefix("playground_").removesuffix("_total")] += sample.value
-        out[component] = dict(values)
+        found = Scrape()
+        parse(text, found)
+        values: dict[str, float] = {}
+        for (metric, _label), value in found.counters.items():
+            if metric in LOSS_COUNTERS:
+                name = metric.removeprefix("playground_").removesuffix("_total")
+                values[name] = values.get(name, 0.0) + value
+        out[component] = values
     return out

@@ -12,7 +12,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -31,26 +30,12 @@ class ChaosError(PlaygroundError):
     """A chaos scenario could not set up or inject its fault."""
 
 
-def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
-    """``n`` distinct ports free right now on ``host`` (bound together, then released)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind((host, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 class ChaosEnv:
     """Settings on free ports in a fresh folder; stops and removes what it started on exit."""
 
     def __init__(self, base: Settings, name: str, keep: bool = False) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix=f"playground-chaos-{name}-"))
-        kafka, controller, rest, rpc = free_ports(4, base.host)
+        kafka, controller, rest, rpc = stack.free_ports(4, base.host)
         self.settings = base.model_copy(update={
             "data_dir": self.folder / "data", "results_dir": self.folder / "results",
             "duckdb_path": None, "bootstrap_servers_override": None,

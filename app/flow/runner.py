@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import psutil
 from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress
 
+from dataflow_playground.app.stack import free_ports
 from dataflow_playground.core import receipts
 from dataflow_playground.core.errors import PlaygroundError
 from dataflow_playground.core.settings import Settings, child_env
@@ -91,9 +91,7 @@ class Child:
 
 
 def free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1, host)[0]
 
 
 @dataclass

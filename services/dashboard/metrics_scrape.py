@@ -13,6 +13,9 @@ EVENTS_STORED = "playground_events_stored_total"
 EVENTS_RECEIVED = "playground_events_received_total"
 DEAD_LETTERS = "playground_dead_letters_total"
 FRESHNESS = "playground_freshness_seconds"
+# The loss-accounting counters, in the order a record passes them (``status``, chaos).
+LOSS_COUNTERS = ("playground_events_sent_total", "playground_events_acknowledged_total", EVENTS_RECEIVED,
+                 EVENTS_STORED, DEAD_LETTERS, "playground_duplicates_total", "playground_retries_total")
 SINK = "sink"
 STREAM_PREFIX = "features-"  # the stream workers' components: features-w0, features-w1, ...
 
