@@ -7,15 +7,16 @@ flag), that the counters balance, and that nothing the run started outlives it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
-
-from tests.helpers import run_cli
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -33,7 +34,8 @@ def _chaos(tmp_path: Path, scenario: str, timeout: float = 280) -> dict[str, Any
            "PLAYGROUND_DATA_DIR": str(tmp_path / "data"), "PLAYGROUND_KAFKA_HEAP": "384m",
            "TMPDIR": str(scratch)}
     before = _pids()
-    proc = run_cli(env, "chaos", "--quick", "--json", "--scenario", scenario, timeout=timeout)
+    prefix = scratch / f"playground-chaos-{scenario}-"
+    proc = _run_chaos(env, scenario, timeout, before, prefix)
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
     doc = json.loads(proc.stdout)
     [outcome] = doc["scenarios"]
@@ -44,9 +46,34 @@ def _chaos(tmp_path: Path, scenario: str, timeout: float = 280) -> dict[str, Any
         assert Path(doc["results"][ext]).exists()
     # What the run started (JVMs, services, sinks, workers) is gone with it.
     leftover = [p.info for p in psutil.process_iter(["pid", "cmdline"])
-                if p.pid not in before and _chaos_process(p, scratch / f"playground-chaos-{scenario}-")]
+                if p.pid not in before and _chaos_process(p, prefix)]
     assert not leftover, leftover
     return outcome  # type: ignore[no-any-return]
+
+
+def _run_chaos(env: dict[str, str], scenario: str, timeout: float, before: set[int], prefix: Path
+               ) -> subprocess.CompletedProcess[str]:
+    """The chaos CLI; past ``timeout`` it gets SIGTERM, so it stops what it started (a SIGKILL
+    would leave its brokers and services running), then the test fails with its output."""
+    args = [sys.executable, "-m", "dataflow_playground.app.cli", "chaos", "--quick", "--json",
+            "--scenario", scenario]
+    with subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            try:
+                out, err = proc.communicate(timeout=90)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, err = proc.communicate()
+            for p in psutil.process_iter():  # whatever its clean-up did not stop
+                if p.pid not in before and _chaos_process(p, prefix):
+                    with contextlib.suppress(psutil.Error):
+                        p.kill()
+            pytest.fail(f"chaos --scenario {scenario} did not finish within {timeout:.0f}s:\n"
+                        f"{err[-3000:]}")
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 
 def _chaos_process(proc: psutil.Process, folder_prefix: Path) -> bool:
