@@ -144,8 +144,11 @@ class OnlineStoreWriter:
         con.execute("COMMIT")
         if freshness:
             done = now_ms()  # visible to readers from the commit on
+            # One transaction: in autocommit mode every row would be a commit of its own.
+            con.execute("BEGIN IMMEDIATE")
             con.executemany("INSERT INTO freshness VALUES (?, ?, ?, ?)",
                             [(eid, stage, produced, done) for eid, stage, produced in freshness])
+            con.execute("COMMIT")
         return ts
 
     def close(self) -> None:

@@ -772,6 +772,39 @@ def _freshness(settings: Settings, root: Path, cfg: StreamBenchConfig, engine: s
             "events": n, "incomplete": fresh.incomplete, **latency_summary(fresh.values_ms)}
 
 
+def kafka_hop(settings: Settings, cfg: StreamBenchConfig, ui: _UI) -> dict[str, Any]:
+    """The floor under freshness: one Kafka hop at the same offered rate, no stream engine.
+
+    The same paced producer writes to a fresh topic and a plain kafka-python consumer (the
+    workers' fetch settings) reads it: receive time minus CreateTime, per record. An event's
+    values are visible only after two such hops (the input, then the repartition topic).
+    """
+    topic = f"bench-st-hop-{uuid.uuid4().hex[:8]}"
+    n = cfg.freshness_events
+    records = event_records(n, seed=11)
+    kafka_admin.ensure_topics(settings.bootstrap_servers, [kafka_admin.TopicSpec(topic, settings.partitions)])
+    consumer = KafkaConsumer(topic, bootstrap_servers=settings.bootstrap_servers, group_id=None,
+                             auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=50)
+    latencies: list[float] = []
+    try:
+        consumer.poll(timeout_ms=1000)  # assigned and fetching before the clock starts
+        ui.start_phase(f"one Kafka hop: {n:,} events at {cfg.rate:,.0f} events/s", n)
+        producer = PacedProducer(settings, topic, records, cfg.rate)
+        try:
+            deadline = time.monotonic() + n / cfg.rate + 60
+            while len(latencies) < n and time.monotonic() < deadline:
+                for msgs in consumer.poll(timeout_ms=20, max_records=50_000).values():
+                    now_ms = time.time() * 1000
+                    latencies.extend(now_ms - m.timestamp for m in msgs)
+                ui.update(len(latencies))
+        finally:
+            producer.stop()
+    finally:
+        consumer.close()
+        kafka_admin.delete_topics(settings.bootstrap_servers, [topic])
+    return {"events": n, "received": len(latencies), **latency_summary(latencies)}
+
+
 def _measure(settings: Settings, root: Path, cfg: StreamBenchConfig, engine: str, workers: int,
              records: Sequence[tuple[bytes, bytes]], ui: _UI) -> dict[str, Any]:
     load_before = _loadavg()
@@ -832,6 +865,7 @@ def run_bench(settings: Settings, cfg: StreamBenchConfig, ui: Console) -> dict[s
     load_before = _loadavg()
     entries: list[dict[str, Any]] = []
     warmups: dict[str, float] = {}
+    hop: dict[str, Any] | None = None
     try:
         with ui.status(f"generating {cfg.events:,} events"):
             records = event_records(cfg.events, seed=7)
@@ -840,6 +874,9 @@ def run_bench(settings: Settings, cfg: StreamBenchConfig, ui: Console) -> dict[s
                                    * (cfg.repeats + 1))
             phase = bar.add_task("", total=None)
             view = _UI(ui, bar, overall, phase)
+            hop = kafka_hop(settings, cfg, view)
+            ui.print(f"  one Kafka hop at {cfg.rate:,.0f}/s (no engine): p50 {hop['p50_ms']:.1f} ms, "
+                     f"p99 {hop['p99_ms']:.1f} ms, max {hop['max_ms']:.0f} ms")
             warmed: set[str] = set()
             for engine, workers in _iter_configs(cfg):
                 if cfg.warmup_events and engine not in warmed:
@@ -853,7 +890,7 @@ def run_bench(settings: Settings, cfg: StreamBenchConfig, ui: Console) -> dict[s
         if started.get("kafka"):
             stack.stop(stack.KAFKA, settings)
     load = {"loadavg_1_5_15_before": load_before, "loadavg_1_5_15_after": _loadavg()}
-    return write_stream_results(settings, cfg, entries, load, warmups)
+    return write_stream_results(settings, cfg, entries, load, warmups, hop)
 
 
 def _targets() -> dict[str, float]:
@@ -863,12 +900,20 @@ def _targets() -> dict[str, float]:
 
 
 def write_stream_results(settings: Settings, cfg: StreamBenchConfig, entries: list[dict[str, Any]],
-                         load: dict[str, Any], warmups: dict[str, float]) -> dict[str, Any]:
-    """``results/stream.{json,md,png}`` from measured entries; the summary ``--json`` prints."""
+                         load: dict[str, Any], warmups: dict[str, float],
+                         hop: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``results/stream.{json,md,png}`` from measured entries; the summary ``--json`` prints.
+
+    ``hop``: :func:`kafka_hop`'s figures (the freshness floor), if measured."""
     cores = os.cpu_count() or 1
     for e in entries:
         e["targets_met"] = targets_met(e)
     text = takeaway(entries, events=cfg.events, rate=cfg.rate, cores=cores)
+    if hop is not None:
+        text += (f" One Kafka hop alone (the same paced producer, a plain kafka-python consumer) took "
+                 f"p50 {hop['p50_ms']:,.0f} / p99 {hop['p99_ms']:,.0f} / max {hop['max_ms']:,.0f} ms in this "
+                 f"run; an event's values need two hops (input, repartition topic), so freshness cannot "
+                 f"be below about twice that here.")
     table = markdown_table(
         ["engine", "workers", "events/s", "events/s per worker", "CPU s per 1M events",
          f"freshness p50 / p99 / max ms at {cfg.rate:,.0f}/s", "recovery s (takeover s)", "runs recovered",
@@ -902,7 +947,8 @@ def write_stream_results(settings: Settings, cfg: StreamBenchConfig, entries: li
                   "warmup_events": cfg.warmup_events, "partitions": cfg.partitions,
                   "tasks": 2 * cfg.partitions, "kafka_version": settings.kafka_version}
     summary: dict[str, Any] = {"parameters": parameters, "targets": _targets(), "entries": entries,
-                               "load": load, "warmup_events_per_s": warmups, "takeaway": text}
+                               "load": load, "warmup_events_per_s": warmups, "kafka_hop": hop,
+                               "takeaway": text}
 
     def chart() -> Figure:
         return _chart(entries, cfg, text)

@@ -32,6 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
@@ -80,9 +81,21 @@ class Manifest:
 
 
 @dataclass
+class TaskCheckpoint:
+    """What one task saves: its input position, small state, new entries and reorder buffer."""
+
+    task: str
+    position: int
+    meta: dict[str, Any]
+    delta: list[Entry]
+    pending: list[ShuffleRow]
+    full: list[Entry] | None = None  # the whole retained state: starts a new base
+
+
+@dataclass
 class Restored:
     manifest: Manifest
-    entries: list[Entry]
+    entries: np.ndarray  # rows of wire.ENTRY
     pending: list[ShuffleRow]
     read_bytes: int
 
@@ -119,46 +132,67 @@ class CheckpointStore:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def _put(self, key: str, value: bytes) -> int:
-        meta = self.producer.send(self.data_topic, key=key.encode(), value=value, partition=0).get(30)
-        self.bytes_written += len(value)
-        return int(meta.offset)
-
     def save(self, task: str, position: int, meta: dict[str, Any], delta: list[Entry],
              pending: list[ShuffleRow], full: list[Entry] | None = None) -> Manifest:
         """Commit a checkpoint of ``task``; ``full`` (the whole retained state) starts a new base."""
-        prev = self.current.get(task)
-        epoch = prev.epoch + 1 if prev else 1
-        keys: list[str] = []
+        return self.save_many([TaskCheckpoint(task, position, meta, delta, pending, full)])[0]
 
-        def put(kind: str, payload: bytes) -> int:
-            key = f"{task}/{epoch}/{kind}{len(keys)}"
-            keys.append(key)
-            return self._put(key, payload)
+    def save_many(self, checkpoints: list[TaskCheckpoint], timeout_s: float = 30.0) -> list[Manifest]:
+        """Commit the checkpoints of several tasks in two round trips to the broker, not two per task.
 
-        if full is not None or prev is None:
-            rows = full if full is not None else delta
-            base = [put("b", pack_entries(c)) for c in _chunks(rows)]
-            deltas: list[int] = []
-            base_rows, delta_rows = len(rows), 0
-            kept_keys: list[str] = []
-        else:
-            base = prev.base
-            deltas = prev.deltas + [put("d", pack_entries(c)) for c in _chunks(delta)]
-            base_rows, delta_rows = prev.base_rows, prev.delta_rows + len(delta)
-            kept_keys = [k for k in prev.keys if "/p" not in k]
-        pend = [put("p", pack_shuffle(c)) for c in _chunks(pending)]
-        manifest = Manifest(task, epoch, position, meta, base, deltas, pend, base_rows, delta_rows,
-                            kept_keys + keys, time.time_ns() // 1_000_000)
-        self._put_manifest(task, manifest.to_json())
-        self.current[task] = manifest
-        if prev is not None:  # the data records no manifest names any more
-            live = set(manifest.keys)
-            self._drop([key for key in prev.keys if key not in live])
-        return manifest
+        Every task's data records are sent at once and awaited together (their offsets go into the
+        manifests); then every manifest is sent and awaited together. A task's manifest is still
+        its commit: a crash between the two phases leaves each task's previous manifest in force.
+        """
+        plans = []
+        for cp in checkpoints:
+            prev = self.current.get(cp.task)
+            epoch = prev.epoch + 1 if prev else 1
+            keys: list[str] = []
+            sent: dict[str, list[Any]] = {"b": [], "d": [], "p": []}
 
-    def _put_manifest(self, task: str, value: bytes) -> None:
-        self.producer.send(self.manifest_topic, key=task.encode(), value=value, partition=0).get(30)
+            def put(kind: str, payload: bytes, task: str = cp.task, epoch: int = epoch,
+                    keys: list[str] = keys, sent: dict[str, list[Any]] = sent) -> None:
+                key = f"{task}/{epoch}/{kind}{len(keys)}"
+                keys.append(key)
+                self.bytes_written += len(payload)
+                sent[kind].append(self.producer.send(self.data_topic, key=key.encode(), value=payload,
+                                                     partition=0))
+
+            rebase = cp.full is not None or prev is None
+            for chunk in _chunks(cp.full if cp.full is not None else cp.delta) if rebase else ():
+                put("b", pack_entries(chunk))
+            for chunk in () if rebase else _chunks(cp.delta):
+                put("d", pack_entries(chunk))
+            for chunk in _chunks(cp.pending):
+                put("p", pack_shuffle(chunk))
+            plans.append((cp, prev, epoch, keys, sent, rebase))
+        deadline = time.monotonic() + timeout_s
+
+        def offsets(futures: list[Any]) -> list[int]:
+            return [int(f.get(max(deadline - time.monotonic(), 0.1)).offset) for f in futures]
+
+        manifests, committed = [], []
+        for cp, prev, epoch, keys, sent, rebase in plans:
+            if rebase:
+                rows = len(cp.full if cp.full is not None else cp.delta)
+                base, deltas, base_rows, delta_rows, kept = offsets(sent["b"]), [], rows, 0, []
+            else:
+                assert prev is not None
+                base, base_rows, kept = prev.base, prev.base_rows, [k for k in prev.keys if "/p" not in k]
+                deltas, delta_rows = prev.deltas + offsets(sent["d"]), prev.delta_rows + len(cp.delta)
+            m = Manifest(cp.task, epoch, cp.position, cp.meta, base, deltas, offsets(sent["p"]),
+                         base_rows, delta_rows, kept + keys, time.time_ns() // 1_000_000)
+            manifests.append(m)
+            committed.append(self.producer.send(self.manifest_topic, key=cp.task.encode(),
+                                                value=m.to_json(), partition=0))
+        offsets(committed)
+        for (_cp, prev, *_rest), m in zip(plans, manifests, strict=True):
+            self.current[m.task] = m
+            if prev is not None:  # the data records no manifest names any more
+                live = set(m.keys)
+                self._drop([key for key in prev.keys if key not in live])
+        return manifests
 
     def _drop(self, keys: list[str]) -> None:
         for key in keys:
@@ -207,9 +241,8 @@ class CheckpointStore:
         blobs = self._fetch(offsets, timeout_s)
         out = {}
         for task, m in wanted.items():
-            entries: list[Entry] = []
-            for o in (*m.base, *m.deltas):
-                entries.extend(unpack_entries(blobs[o]))
+            parts = [unpack_entries(blobs[o]) for o in (*m.base, *m.deltas)]
+            entries = np.concatenate(parts) if parts else unpack_entries(b"")
             pending = [row for o in m.pending for row in unpack_shuffle(blobs[o])]
             size = sum(len(blobs[o]) for o in (*m.base, *m.deltas, *m.pending))
             out[task] = Restored(m, entries, pending, size)

@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import numpy as np
+
 from dataflow_playground.features.definitions import ENTITIES, FEATURES, Agg, FeatureSpec, Filter, empty_value
 
 # An event as the operators see it: (ts, event_id, amount, user_id, merchant_id).
@@ -32,6 +34,12 @@ Entry = tuple[int, int, float, int, int]
 TS: Final = 0
 EID: Final = 1
 COLUMN_INDEX = {"amount": 2, "user_id": 3, "merchant_id": 4}
+# Entries packed as rows (checkpoints, :mod:`.wire`): the same five fields in the same order.
+ENTRY_DTYPE = np.dtype([("ts", "<i8"), ("eid", "<i8"), ("amount", "<f8"), ("user", "<i8"),
+                        ("merchant", "<i8")])
+_ENTRY_FIELD = {3: "user", 4: "merchant"}
+# What a restore takes: rows of ENTRY_DTYPE (a checkpoint's) or entry tuples.
+EntryRows = np.ndarray | Iterable[Entry]
 
 
 def entry_from(event: dict[str, object] | object) -> Entry:
@@ -432,6 +440,8 @@ class FeatureEngine:
                 retention = max(s.window_ms for s in specs) + self.allowed_lateness_ms
                 self._entities.append((name, COLUMN_INDEX[entity.key], specs, retention))
         self.states: dict[tuple[str, int], KeyState] = {}
+        # Restored keys not used since: (rows sorted by key, ts, event_id; first row; end row).
+        self._cold: dict[tuple[str, int], tuple[np.ndarray, int, int]] = {}
         self.dirty: set[tuple[str, int]] = set()
         self.corrected: set[tuple[str, int]] = set()
 
@@ -444,7 +454,7 @@ class FeatureEngine:
             key = (name, int(e[col]))
             st = states.get(key)
             if st is None:
-                st = states[key] = KeyState(specs, retention)
+                st = self._materialize(key, specs, retention)
             values, late = st.process(e)
             out.update(values)
             self.dirty.add(key)
@@ -454,6 +464,17 @@ class FeatureEngine:
                 self.corrected.add(key)
         self.stats.processed += 1
         return out, any_late
+
+    def _materialize(self, key: tuple[str, int], specs: tuple[FeatureSpec, ...], retention: int) -> KeyState:
+        """The key's state: built from its restored rows on first use, or new."""
+        cold = self._cold.pop(key, None)
+        if cold is None:
+            st = KeyState(specs, retention)
+        else:
+            rows, lo, hi = cold
+            st = KeyState.from_history(specs, retention, rows[lo:hi].tolist())
+        self.states[key] = st
+        return st
 
     def take_dirty(self) -> list[tuple[str, int, int, dict[str, object], bool]]:
         """``(entity, id, as_of, values, corrected)`` for every id changed since the last call."""
@@ -468,21 +489,30 @@ class FeatureEngine:
         return out
 
     def online_state(self) -> dict[tuple[str, int], dict[str, object]]:
+        specs_of = {name: (specs, retention) for name, _col, specs, retention in self._entities}
+        for key in list(self._cold):
+            self._materialize(key, *specs_of[key[0]])
         return {key: st.online()[1] for key, st in self.states.items()}
 
-    def restore(self, entries: Iterable[Entry], stats: EngineStats) -> None:
-        """Rebuild every key's state from the entries it processed (a checkpoint), in bulk.
+    def restore(self, entries: EntryRows, stats: EngineStats) -> None:
+        """Take over the state that processing ``entries`` (a checkpoint's) left behind.
 
-        ``entries`` may hold more than the retention (old deltas); each key keeps what its
-        retention allows. Nothing is emitted and no key is dirty afterwards.
+        ``entries``: rows of :data:`ENTRY_DTYPE` (or entry tuples), any order; they may hold more
+        than the retention (old deltas): each key keeps what its retention allows. The rows are
+        grouped by key with one numpy sort; a key's windows are built from its rows when an event
+        of it first arrives (:meth:`_materialize`), so a restore costs a sort, not a rebuild of
+        every key. Nothing is emitted and no key is dirty afterwards.
         """
-        per_key: dict[tuple[str, int], list[Entry]] = {}
-        for e in sorted(entries):
-            for name, col, _specs, _retention in self._entities:
-                per_key.setdefault((name, int(e[col])), []).append(e)
-        specs_of = {name: (specs, retention) for name, _col, specs, retention in self._entities}
-        self.states = {key: KeyState.from_history(*specs_of[key[0]], hist)
-                       for key, hist in per_key.items()}
+        rows = entries if isinstance(entries, np.ndarray) else np.array(list(entries), dtype=ENTRY_DTYPE)
+        self.states, self._cold = {}, {}
+        for name, col, _specs, _retention in self._entities if len(rows) else ():
+            keys = rows[_ENTRY_FIELD[col]]
+            by_key = rows[np.lexsort((rows["eid"], rows["ts"], keys))]
+            keys = by_key[_ENTRY_FIELD[col]]
+            starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+            ends = np.r_[starts[1:], len(keys)]
+            for k, lo, hi in zip(keys[starts].tolist(), starts.tolist(), ends.tolist(), strict=True):
+                self._cold[(name, k)] = (by_key, lo, hi)
         self.dirty.clear()
         self.corrected.clear()
         self.stats = stats
@@ -491,9 +521,17 @@ class FeatureEngine:
         """Every entry some key may still need, each once (entries belong to one key per entity)."""
         seen: set[Entry] = set()
         out: list[Entry] = []
-        for st in self.states.values():
-            for e in st.retained():
+
+        def take(entries: Iterable[Entry]) -> None:
+            for e in entries:
                 if e not in seen:
                     seen.add(e)
                     out.append(e)
+
+        for st in self.states.values():
+            take(st.retained())
+        retention = {name: r for name, _col, _specs, r in self._entities}
+        for (name, _id), (rows, lo, hi) in self._cold.items():  # what from_history would keep
+            part = rows[lo:hi]
+            take(part[part["ts"] >= part["ts"][-1] - retention[name]].tolist())
         return out

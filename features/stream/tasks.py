@@ -35,7 +35,7 @@ from dataflow_playground.core.metrics import consumer_metrics
 from dataflow_playground.core.validation import Rejection, RejectionKind, decode_batch
 from dataflow_playground.features.definitions import FEATURES, FeatureSpec
 from dataflow_playground.features.stream.event_time import IDLE, Arrival, EventTimeOrderer, InputEnds
-from dataflow_playground.features.stream.state import EngineStats, Entry, FeatureEngine
+from dataflow_playground.features.stream.state import EngineStats, Entry, EntryRows, FeatureEngine
 from dataflow_playground.features.stream.wire import (
     EVENT,
     MARK,
@@ -84,7 +84,7 @@ class TaskConfig:
     repartition_topic: str
     partitions: int  # of the input topic; the repartition topic has as many
     allowed_lateness_ms: int = 60_000
-    idle_ms: float = 500.0  # a caught-up user partition silent this long stops holding merchants back
+    idle_ms: float = 100.0  # a caught-up user partition silent this long stops holding merchants back
     record_freshness: bool = False
     features: tuple[FeatureSpec, ...] = FEATURES
     component: str = "features-worker"  # the metrics' label (core/metrics.py)
@@ -162,7 +162,7 @@ class Task:
         """Consumed but not yet processed (the reorder buffer): saved with the checkpoint."""
         return self.orderer.buffered()
 
-    def restore(self, meta: dict[str, Any], entries: list[Entry], pending: list[ShuffleRow]) -> None:
+    def restore(self, meta: dict[str, Any], entries: EntryRows, pending: list[ShuffleRow]) -> None:
         self.position = self.restored_position = self.checkpointed_position = int(meta["position"])
         self.orderer.restore(meta["orderer"], ((row[4], row[5], row) for row in pending))
         self.counters = TaskCounters(**meta["counters"])
@@ -237,7 +237,7 @@ class UserTask(Task):
         else:
             self._mark(IDLE)
 
-    def restore(self, meta: dict[str, Any], entries: list[Entry], pending: list[ShuffleRow]) -> None:
+    def restore(self, meta: dict[str, Any], entries: EntryRows, pending: list[ShuffleRow]) -> None:
         super().restore(meta, entries, pending)
         self._mark_sent = None
 
@@ -294,7 +294,7 @@ class MerchantTask(Task):
     def meta(self) -> dict[str, Any]:
         return {**super().meta(), "applied": {str(k): v for k, v in self.applied.items()}}
 
-    def restore(self, meta: dict[str, Any], entries: list[Entry], pending: list[ShuffleRow]) -> None:
+    def restore(self, meta: dict[str, Any], entries: EntryRows, pending: list[ShuffleRow]) -> None:
         super().restore(meta, entries, pending)
         self.applied = {int(k): int(v) for k, v in meta.get("applied", {}).items()}
 

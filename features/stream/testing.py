@@ -96,6 +96,41 @@ class MemorySink:
         return dedupe_feature_records(self.features)[0]
 
 
+class _Sent:
+    """A send already acknowledged: ``get()`` gives its offset, as kafka-python's future does."""
+
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+    def get(self, timeout: float | None = None) -> _Sent:
+        return self
+
+
+class _MemoryProducer:
+    """The two checkpoint topics as lists; a ``None`` value on the data topic is a tombstone."""
+
+    def __init__(self, store: MemoryCheckpoints) -> None:
+        self.store = store
+
+    def send(self, topic: str, key: bytes, value: bytes | None, partition: int = 0) -> _Sent:
+        store = self.store
+        if topic == store.manifest_topic:
+            assert value is not None
+            store.manifest_log.append((key.decode(), value))
+            return _Sent(len(store.manifest_log) - 1)
+        if value is None:  # compaction keeps only the tombstone of a deleted key
+            store.data = [(k, None if k == key.decode() else v) for k, v in store.data]
+            return _Sent(-1)
+        store.data.append((key.decode(), value))
+        return _Sent(len(store.data) - 1)
+
+    def flush(self, timeout: float | None = None) -> None:
+        pass
+
+    def close(self, timeout: float | None = None) -> None:
+        pass
+
+
 class MemoryCheckpoints(CheckpointStore):
     """:class:`CheckpointStore`'s logic over lists instead of Kafka topics."""
 
@@ -105,19 +140,7 @@ class MemoryCheckpoints(CheckpointStore):
         super().__init__("memory", "memory")
 
     def _producer(self, client_id: str) -> Any:
-        return None
-
-    def _put(self, key: str, value: bytes) -> int:
-        self.data.append((key, value))
-        self.bytes_written += len(value)
-        return len(self.data) - 1
-
-    def _put_manifest(self, task: str, value: bytes) -> None:
-        self.manifest_log.append((task, value))
-
-    def _drop(self, keys: list[str]) -> None:
-        dropped = set(keys)
-        self.data = [(k, None if k in dropped else v) for k, v in self.data]
+        return _MemoryProducer(self)
 
     def manifests(self, timeout_s: float = 30.0) -> dict[str, Manifest]:
         return {task: Manifest.from_json(raw) for task, raw in self.manifest_log}
@@ -143,7 +166,8 @@ class MemoryCheckpoints(CheckpointStore):
 
 def memory_runner(store: Path, sink: MemorySink, partitions: int, allowed_lateness_ms: int = 60_000,
                   checkpoints: CheckpointStore | None = None, worker_id: str = "memory",
-                  source: MemorySource | None = None) -> StreamRunner:
+                  source: MemorySource | None = None, checkpoint_interval_s: float = 3600,
+                  background_checkpoints: bool = False) -> StreamRunner:
     """The engines' runner writing to ``sink`` and an online store file; owns nothing yet.
 
     ``source``: the input whose lengths are the end offsets merchant tasks check idle marks
@@ -152,7 +176,8 @@ def memory_runner(store: Path, sink: MemorySink, partitions: int, allowed_latene
     cfg = TaskConfig(INPUT, SHUFFLE_TOPIC, partitions, allowed_lateness_ms=allowed_lateness_ms)
     ends = None if source is None else source.ends
     return StreamRunner(cfg, OnlineStoreWriter(store), sink, checkpoints, worker_id=worker_id,
-                        checkpoint_interval_s=3600, input_ends=ends)
+                        checkpoint_interval_s=checkpoint_interval_s, input_ends=ends,
+                        background_checkpoints=background_checkpoints)
 
 
 def feed_shuffle(runner: StreamRunner, sink: MemorySink, read: dict[int, int]) -> int:

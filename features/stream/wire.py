@@ -19,10 +19,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from dataflow_playground.features.stream.state import ENTRY_DTYPE as ENTRY
 from dataflow_playground.features.stream.state import Entry
 
-ENTRY = np.dtype([("ts", "<i8"), ("eid", "<i8"), ("amount", "<f8"), ("user", "<i8"),
-                  ("merchant", "<i8")])
 SHUFFLE = np.dtype([("kind", "<i1"), ("src", "<i2"), ("src_offset", "<i8"), ("produced", "<i8"),
                     ("ts", "<i8"), ("eid", "<i8"), ("amount", "<f8"), ("user", "<i8"),
                     ("merchant", "<i8")])
@@ -35,8 +34,9 @@ def pack_entries(entries: Sequence[Entry]) -> bytes:
     return np.array(entries, dtype=ENTRY).tobytes() if entries else b""
 
 
-def unpack_entries(data: bytes) -> list[Entry]:
-    return np.frombuffer(data, dtype=ENTRY).tolist()
+def unpack_entries(data: bytes) -> np.ndarray:
+    """Rows of :data:`ENTRY` (``.tolist()`` gives the entry tuples)."""
+    return np.frombuffer(data, dtype=ENTRY)
 
 
 def pack_shuffle(rows: Sequence[ShuffleRow]) -> bytes:

@@ -35,7 +35,7 @@ from dataflow_playground.features.online_store import OnlineStoreWriter, online_
 from dataflow_playground.features.stream.checkpoint import CheckpointStore, checkpoint_topics
 from dataflow_playground.features.stream.checkpoint import topic_specs as checkpoint_topic_specs
 from dataflow_playground.features.stream.event_time import InputEnds
-from dataflow_playground.features.stream.runner import Outputs, StreamRunner
+from dataflow_playground.features.stream.runner import Outputs, StreamRunner, quiet_gc
 from dataflow_playground.features.stream.tasks import TaskConfig
 
 FEATURES_TOPIC = "features"
@@ -58,7 +58,7 @@ class WorkerConfig:
     app_id: str = DEFAULT_APP_ID
     allowed_lateness_ms: int = 60_000
     # A caught-up input partition silent this long sends an idle mark (it delays a stream's tail).
-    idle_ms: float = 500.0
+    idle_ms: float = 100.0
     record_freshness: bool = False
     batch_max: int = 4000
     batch_within_s: float = 0.005
@@ -101,7 +101,7 @@ def parse_config(settings: Settings, argv: list[str] | None, description: str,
     p.add_argument("--store", type=Path, default=online_store_path(settings))
     p.add_argument("--app-id", default=DEFAULT_APP_ID)
     p.add_argument("--allowed-lateness-ms", type=int, default=60_000)
-    p.add_argument("--idle-ms", type=float, default=500.0,
+    p.add_argument("--idle-ms", type=float, default=100.0,
                    help="a caught-up input partition silent this long stops holding merchant tasks back")
     p.add_argument("--record-freshness", action="store_true")
     p.add_argument("--checkpoint-interval-s", type=float, default=1.0)
@@ -239,15 +239,21 @@ class InputEndOffsets:
 
 
 def build_runner(cfg: WorkerConfig, store: OnlineStoreWriter, outputs: Outputs,
-                 checkpoints: CheckpointStore | None, input_ends: InputEnds | None = None) -> StreamRunner:
+                 checkpoints: CheckpointStore | None, input_ends: InputEnds | None = None,
+                 background_checkpoints: bool = False) -> StreamRunner:
     """The broker-free core every engine runs: tasks, outputs, checkpoints, online store.
+
+    ``background_checkpoints``: an engine whose ``Outputs.flush`` may be called from another
+    thread has its checkpoints written there (:meth:`StreamRunner.maybe_checkpoint`).
 
     ``input_ends``: :meth:`InputEndOffsets.after_rows`. The runner reads the dead letters
     already published (:func:`published_dead_letters`) whenever it is given user tasks.
     """
+    quiet_gc()
     return StreamRunner(cfg.task_config(), store, outputs, checkpoints,
                         worker_id=cfg.worker_id or f"pid-{os.getpid()}",
                         checkpoint_interval_s=cfg.checkpoint_interval_s,
                         refresh_dead=lambda: published_dead_letters(cfg.bootstrap, cfg.dlq_topic,
                                                                     cfg.input_topic),
-                        input_ends=input_ends)
+                        input_ends=input_ends, freeze_gc=True,
+                        background_checkpoints=background_checkpoints)

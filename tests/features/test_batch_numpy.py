@@ -81,6 +81,41 @@ def test_vectorised_equals_reference_sql(events: list[dict[str, object]]) -> Non
     _check(table, FILTERED)
 
 
+# Aggregations over a float column that sort by value (a fallback path of the distinct count).
+FLOAT_VALUES = (
+    FeatureSpec("u_distinct_amounts", USER, Agg.DISTINCT, DAY_MS, "amount"),
+    FeatureSpec("m_distinct_amounts_large", MERCHANT, Agg.DISTINCT, HOUR_MS, "amount",
+                where=Filter("amount", ">=", 500.0)),
+)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(event_sets(), st.sampled_from([1, 2, 3, 7]))
+def test_blocks_of_a_few_keys_give_the_same_table(events: list[dict[str, object]], block_rows: int) -> None:
+    # Blocks hold whole keys: with blocks of 1-7 rows nearly every key boundary is a block
+    # boundary, and a key with more rows than a block is one block of its own.
+    table = pa.Table.from_pylist(events, schema=arrow_schema())
+    con = duckdb.connect()
+    con.register("ev", table)
+    features = FEATURES + FILTERED + FLOAT_VALUES
+    reference = con.sql(training_sql("ev", features)).to_arrow_table()
+    for threads in (1, 2):
+        _assert_equal(batch_numpy.training_table(table, features, threads=threads, block_rows=block_rows),
+                      reference)
+
+
+def test_many_keys_across_many_blocks(seed: int) -> None:
+    cfg = GeneratorConfig(events=20_000, seed=seed, rate=0.5, users=5_000, merchants=900,
+                          out_of_order=0.2, max_lateness_ms=2 * HOUR_MS)
+    table = generate_table(cfg)
+    con = duckdb.connect()
+    con.register("ev", table)
+    features = FEATURES + FILTERED + FLOAT_VALUES
+    reference = con.sql(training_sql("ev", features)).to_arrow_table()
+    for block_rows in (1, 64, 1_000):
+        _assert_equal(batch_numpy.training_table(table, features, block_rows=block_rows), reference)
+
+
 @pytest.mark.parametrize("spread_ids", [False, True])
 def test_generated_events_out_of_order(seed: int, spread_ids: bool) -> None:
     cfg = GeneratorConfig(events=20_000, seed=seed, rate=0.5, users=300, merchants=40,

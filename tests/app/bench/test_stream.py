@@ -273,12 +273,14 @@ def test_results_files_carry_every_key(tmp_path: Path) -> None:
     settings = Settings(results_dir=tmp_path, data_dir=tmp_path / "data")
     cfg = StreamBenchConfig(events=1_000_000, workers=(1, 2), engines=("kafka-python",))
     entries = [_entry("kafka-python", 1, 24_000), _entry("kafka-python", 2, 30_000, recovery=None)]
+    hop = {"events": 100, "received": 100, "samples": 100, "p50_ms": 14.0, "p99_ms": 33.0, "max_ms": 41.0}
     summary = write_stream_results(settings, cfg, entries, {"loadavg_1_5_15_before": (1, 1, 1),
-                                                            "loadavg_1_5_15_after": (2, 1, 1)}, {})
+                                                            "loadavg_1_5_15_after": (2, 1, 1)}, {}, hop)
     for ext in ("json", "md", "png"):
         assert (tmp_path / f"stream.{ext}").stat().st_size > 0
     doc = json.loads((tmp_path / "stream.json").read_text())
     assert doc["name"] == "stream" and doc["takeaway"] == summary["takeaway"]
+    assert summary["kafka_hop"] == hop and "p50 14 / p99 33 / max 41 ms" in summary["takeaway"]
     for e in doc["entries"]:
         assert set(ENTRY_KEYS) <= set(e)
         assert set(e["targets_met"]) == {"events_per_s", "freshness_p99_ms", "freshness_max_ms", "recovery_s"}

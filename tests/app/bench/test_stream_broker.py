@@ -38,6 +38,10 @@ def test_bench_stream_json_has_every_figure(stack_env: dict[str, str], kafka_sta
     assert all(t["caught_up_s"] is not None for t in rec["tasks"].values())
     assert len(e["loadavg_before"]) == 3 and doc["load"]["loadavg_1_5_15_after"]
     assert doc["takeaway"].startswith("kafka-python with 1 worker catches up at")
+    hop = doc["kafka_hop"]  # the freshness floor: one hop, same rate, no engine
+    assert hop["received"] == hop["events"] == 4000
+    assert 0 <= hop["p50_ms"] <= hop["p99_ms"] <= hop["max_ms"] < 60_000
+    assert f"p99 {hop['p99_ms']:,.0f}" in doc["takeaway"]
     for ext in ("json", "md", "png"):
         assert Path(doc["results"][ext]).stat().st_size > 0
     # Everything the run made is gone: its topics, its repartition and checkpoint topics.

@@ -213,3 +213,58 @@ def test_a_large_step_is_sent_in_records_kafka_accepts(tmp_path: Path) -> None:
     assert len(sink.values) == 9000  # both stages, every event
     assert len(sink.features) > 2 * PARTS  # split, each under Kafka's limit (MemorySink checks)
     runner.store.close()
+
+
+def test_background_checkpoints_restore_to_the_last_committed_one(tmp_path: Path) -> None:
+    """Checkpoints written off the loop (the kafka-python engine's way): the loop goes on while
+    one is written, a crash leaves the last committed one in force, and a new owner resumes
+    from it with a result equal to batch."""
+    cfg, source = _data(43)
+    polls = list(source.polls())
+    half = len(polls) // 2
+    sink, ckpt, read = MemorySink(), MemoryCheckpoints(), {}
+    store = tmp_path / "online.sqlite"
+    first = memory_runner(store, sink, PARTS, checkpoints=ckpt, worker_id="a", checkpoint_interval_s=0,
+                          background_checkpoints=True)
+    assign_all(first, PARTS)
+    started = 0
+    for poll in polls[:half]:
+        _feed(first, [poll], sink, read)
+        started += first.maybe_checkpoint()
+    first.checkpoint([])  # waits for the one being written: the crash comes after it
+    assert started > 1 and first.stats.checkpoints > 1
+    committed = {tp: t.checkpointed_position for tp, t in first.tasks.items()}
+    assert all(pos >= 0 for pos in committed.values())
+    _feed(first, polls[half:half + 3], sink, read)  # work after it, then the crash (no close)
+    first.store.close()
+
+    ckpt.forget_current()
+    second = memory_runner(store, sink, PARTS, checkpoints=ckpt, worker_id="b")
+    resume = assign_all(second, PARTS)
+    assert resume == committed
+    read = {q: second.tasks[(SHUFFLE_TOPIC, q)].position for q in range(PARTS)}
+    _feed(second, list(source.polls(start={p: resume[(INPUT, p)] for p in range(PARTS)})), sink, read)
+    _tail(second, sink, read)
+    second.store.close()
+    _assert_equals_batch(_batch(cfg), sink.values, store)
+
+
+def test_a_failed_background_checkpoint_gives_its_entries_back(tmp_path: Path) -> None:
+    _cfg, source = _data(44, events=600)
+    sink, ckpt, read = MemorySink(), MemoryCheckpoints(), {}
+    runner = memory_runner(tmp_path / "online.sqlite", sink, PARTS, checkpoints=ckpt, checkpoint_interval_s=0,
+                           background_checkpoints=True)
+    assign_all(runner, PARTS)
+    _feed(runner, list(source.polls()), sink, read)
+    pending = {tp: list(t.delta) for tp, t in runner.tasks.items()}
+    assert any(pending.values())
+
+    def broken(*_args: object, **_kw: object) -> None:
+        raise OSError("broker gone")
+
+    ckpt.save_many = broken  # type: ignore[method-assign]
+    assert runner.maybe_checkpoint()
+    with pytest.raises(OSError, match="broker gone"):
+        runner.checkpoint(list(runner.tasks.values()))  # waits for the failed one: its error
+    assert {tp: t.delta for tp, t in runner.tasks.items()} == pending  # nothing lost
+    runner.store.close()
