@@ -6,9 +6,10 @@ start this one).
 
 It joins the application's consumer group on the input and the repartition topic; the
 group's rebalance listener tells the runner which partitions (tasks) it owns, and the
-runner restores each from its checkpoint and says where to seek. One ``poll()`` returns up
-to ``batch_max`` records; each task takes its partition's share as one micro-batch, and its
-outputs leave as one record per task and step. With ``--worker-id`` the worker is a static
+runner restores each from its checkpoint and says where to seek. One ``poll()`` returns what
+the client has buffered (up to :data:`POLL_MAX_RECORDS`); each task takes its partition's share
+as one micro-batch, and its outputs leave in a few records per step. Checkpoints are written on
+a thread of their own (the producer is thread-safe). With ``--worker-id`` the worker is a static
 group member: restarted under the same id, it gets its partitions back without waiting for
 the group to notice the old process is gone.
 """
