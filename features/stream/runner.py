@@ -51,8 +51,9 @@ def quiet_gc() -> None:
     walked all of them every few seconds (seen: 235-416 ms pauses with 300,000 objects, and
     growing with the state), which set the freshness tail. The state holds no reference cycles,
     so reference counting frees it; the collector is only needed for the clients' own cycles.
-    So: collect less often, and :func:`freeze_gc` after each checkpoint moves what survived into
-    the permanent generation, which later collections skip. The price: cyclic garbage that was
+    So: collect less often, and (``StreamRunner(freeze_gc=True)``) ``gc.freeze()`` after each
+    restore and checkpoint moves what survived into the permanent generation, which later
+    collections skip. The price: cyclic garbage that was
     still alive at a freeze is not reclaimed.
     """
     gc.set_threshold(*GC_THRESHOLD)
@@ -96,6 +97,8 @@ class StreamRunner:
         # an idle user partition is still idle before they release what it held back.
         self.input_ends = input_ends
         self.freeze_gc = freeze_gc  # a worker process's runner: see quiet_gc
+        if freeze_gc:
+            quiet_gc()
         self._pool = (ThreadPoolExecutor(1, thread_name_prefix="checkpoint") if background_checkpoints
                       else None)
         self._inflight: Future[None] | None = None

@@ -35,7 +35,7 @@ from dataflow_playground.features.online_store import OnlineStoreWriter, online_
 from dataflow_playground.features.stream.checkpoint import CheckpointStore, checkpoint_topics
 from dataflow_playground.features.stream.checkpoint import topic_specs as checkpoint_topic_specs
 from dataflow_playground.features.stream.event_time import InputEnds
-from dataflow_playground.features.stream.runner import Outputs, StreamRunner, quiet_gc
+from dataflow_playground.features.stream.runner import Outputs, StreamRunner
 from dataflow_playground.features.stream.tasks import TaskConfig
 
 FEATURES_TOPIC = "features"
@@ -249,7 +249,6 @@ def build_runner(cfg: WorkerConfig, store: OnlineStoreWriter, outputs: Outputs,
     ``input_ends``: :meth:`InputEndOffsets.after_rows`. The runner reads the dead letters
     already published (:func:`published_dead_letters`) whenever it is given user tasks.
     """
-    quiet_gc()
     return StreamRunner(cfg.task_config(), store, outputs, checkpoints,
                         worker_id=cfg.worker_id or f"pid-{os.getpid()}",
                         checkpoint_interval_s=cfg.checkpoint_interval_s,
