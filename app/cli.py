@@ -333,6 +333,8 @@ def bench_stream(
                                                help="untimed catch-up per engine first (0: none)")] = 20_000,
     recovery_timeout: Annotated[float, typer.Option(
         min=5.0, max=1800.0, help="seconds after the SIGKILL before a recovery counts as not done")] = 120.0,
+    profile: Annotated[bool, typer.Option(
+        help="sample the workers with py-spy during the first catch-up: where their time goes")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="print the figures as one JSON object on stdout")
                        ] = False,
 ) -> None:
@@ -354,7 +356,7 @@ def bench_stream(
                                 engines=tuple(parse_engines(engine)), repeats=repeats, rate=rate,
                                 freshness_seconds=freshness_seconds, kill_after_s=kill_after,
                                 warmup_events=warmup_events, recovery_timeout_s=recovery_timeout,
-                                partitions=settings.partitions)
+                                partitions=settings.partitions, profile=profile)
     except StreamBenchError as err:
         raise typer.BadParameter(str(err)) from err
     summary = run_bench(settings, cfg, _progress_console(as_json))

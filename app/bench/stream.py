@@ -37,6 +37,8 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -47,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from matplotlib.figure import Figure
@@ -66,10 +69,12 @@ from rich.progress import (
 from rich.table import Table
 
 from dataflow_playground.app import stack
+from dataflow_playground.app.bench.stream_profile import PARTS, REST, Profiler
+from dataflow_playground.app.bench.stream_profile import RATE_HZ as PROFILE_RATE_HZ
 from dataflow_playground.app.results import markdown_table, median, write_results
 from dataflow_playground.core import kafka_admin
 from dataflow_playground.core.errors import PlaygroundError
-from dataflow_playground.core.settings import Settings
+from dataflow_playground.core.settings import Settings, child_env
 from dataflow_playground.features.online_store import OnlineStoreReader
 from dataflow_playground.features.stream.process import StreamWorkerError, WorkerGroup
 from dataflow_playground.features.stream.registry import ENGINES
@@ -152,6 +157,7 @@ class StreamBenchConfig:
     warmup_events: int = 20_000  # an untimed catch-up per engine first; 0 = none
     recovery_timeout_s: float = 120.0
     partitions: int = 3  # of the input topic (the settings'); a group has twice as many tasks
+    profile: bool = True  # py-spy on the workers during the first catch-up (stream_profile)
 
     def __post_init__(self) -> None:
         tasks = 2 * self.partitions
@@ -188,6 +194,9 @@ class StreamBenchConfig:
 class Freshness:
     values_ms: list[int]  # one per event whose values are fully visible
     incomplete: int  # events with a stage row missing
+    # Per stage, the same events' own visibility: where the time goes (the merchant stage
+    # waits for the user stage, a second Kafka hop and its own step).
+    by_stage_ms: dict[str, list[int]] = field(default_factory=dict)
 
 
 def event_freshness(rows: Iterable[Sequence[Any]], min_event_id: int = 0,
@@ -206,14 +215,18 @@ def event_freshness(rows: Iterable[Sequence[Any]], min_event_id: int = 0,
             first[key] = vis
         produced[eid] = min(produced.get(eid, prod), prod)
     values: list[int] = []
+    by_stage: dict[str, list[int]] = {s: [] for s in stages}
     incomplete = 0
     for eid, prod in produced.items():
         seen = [first.get((eid, s)) for s in stages]
         if any(v is None for v in seen):
             incomplete += 1
             continue
-        values.append(max(v for v in seen if v is not None) - prod)
-    return Freshness(values, incomplete)
+        visible = [v for v in seen if v is not None]
+        values.append(max(visible) - prod)
+        for s, v in zip(stages, visible, strict=True):
+            by_stage[s].append(v - prod)
+    return Freshness(values, incomplete, by_stage)
 
 
 def latency_summary(values_ms: Sequence[float]) -> dict[str, float]:
@@ -576,8 +589,10 @@ def _loadavg() -> Load:
 
 
 def _catch_up(run: StreamRun, records: Sequence[tuple[bytes, bytes]], workers: int, ui: _UI,
-              label: str) -> dict[str, Any]:
-    """Pre-fill, start the group, time it from every task owned to everything through both stages."""
+              label: str, profile: bool = False) -> dict[str, Any]:
+    """Pre-fill, start the group, time it from every task owned to everything through both stages.
+
+    ``profile``: py-spy samples the workers while they catch up (``profile`` in the result)."""
     n = len(records)
     ui.start_phase(f"{label}: pre-filling {n:,} events", n)
     done = 0
@@ -590,16 +605,27 @@ def _catch_up(run: StreamRun, records: Sequence[tuple[bytes, bytes]], workers: i
     run.produce(records, on_progress=advance)
     ui.start_phase(f"{label}: starting {workers} worker{'s' if workers > 1 else ''}", None)
     run.group.start(workers, timeout_s=120)
+    profiler = None
+    if profile:
+        pids = [w.proc.pid for w in run.group.workers if w.proc is not None]
+        profiler = Profiler(pids, run.dir / "profile")
+        profiler.start()
     st0 = run.group.stats()
     cpu0, t0 = run.group.cpu_seconds(), time.perf_counter()
     ui.start_phase(f"{label}: catching up on {n:,} events", n)
-    run.group.wait_drained(n, timeout_s=max(120.0, n / 500), on_stats=_ProgressWatch(ui, n, label, run))
-    wall, cpu = time.perf_counter() - t0, run.group.cpu_seconds() - cpu0
+    try:
+        run.group.wait_drained(n, timeout_s=max(120.0, n / 500), on_stats=_ProgressWatch(ui, n, label, run))
+    finally:
+        wall, cpu = time.perf_counter() - t0, run.group.cpu_seconds() - cpu0
+        where = profiler.stop() if profiler is not None else None
     before = min(st0.get("processed", 0), n - 1)  # processed while the group was still forming
     timed = n - before
-    return {"events": n, "processed_before_clock": before, "wall_s": wall, "events_per_s": timed / wall,
-            "cpu_s": cpu, "cpu_s_per_million": cpu / timed * 1_000_000,
-            "full_replay_s": n / (timed / wall)}
+    out: dict[str, Any] = {"events": n, "processed_before_clock": before, "wall_s": wall,
+                           "events_per_s": timed / wall, "cpu_s": cpu,
+                           "cpu_s_per_million": cpu / timed * 1_000_000, "full_replay_s": n / (timed / wall)}
+    if where is not None:
+        out["profile"] = where
+    return out
 
 
 def owned_tasks(group: WorkerGroup, reader: OnlineStoreReader) -> dict[int, int]:
@@ -769,50 +795,60 @@ def _freshness(settings: Settings, root: Path, cfg: StreamBenchConfig, engine: s
         finally:
             reader.close()
     return {"offered_events_per_s": cfg.rate, "achieved_events_per_s": sent.achieved_events_per_s,
-            "events": n, "incomplete": fresh.incomplete, **latency_summary(fresh.values_ms)}
+            "events": n, "incomplete": fresh.incomplete, **latency_summary(fresh.values_ms),
+            "by_stage": {s: latency_summary(v) for s, v in fresh.by_stage_ms.items()}}
 
 
 def kafka_hop(settings: Settings, cfg: StreamBenchConfig, ui: _UI) -> dict[str, Any]:
     """The floor under freshness: one Kafka hop at the same offered rate, no stream engine.
 
-    The same paced producer writes to a fresh topic and a plain kafka-python consumer (the
-    workers' fetch settings) reads it: receive time minus CreateTime, per record. An event's
-    values are visible only after two such hops (the input, then the repartition topic).
+    The same paced producer writes to a fresh topic and a plain kafka-python consumer with
+    the workers' fetch settings reads it, in a process of its own as the workers are
+    (:mod:`.hop_consumer`): receive time minus CreateTime, per record. An event's values are
+    visible only after two such hops (the input, then the repartition topic).
     """
     topic = f"bench-st-hop-{uuid.uuid4().hex[:8]}"
     n = cfg.freshness_events
     records = event_records(n, seed=11)
     kafka_admin.ensure_topics(settings.bootstrap_servers, [kafka_admin.TopicSpec(topic, settings.partitions)])
-    consumer = KafkaConsumer(topic, bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                             auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=50)
-    latencies: list[float] = []
+    timeout_s = n / cfg.rate + 60
+    consumer = subprocess.Popen(
+        [sys.executable, "-m", "dataflow_playground.app.bench.hop_consumer", "--bootstrap",
+         settings.bootstrap_servers, "--topic", topic, "--records", str(n), "--timeout-s", str(timeout_s)],
+        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=child_env(settings))
     try:
-        consumer.poll(timeout_ms=1000)  # assigned and fetching before the clock starts
+        assert consumer.stdout is not None
+        if consumer.stdout.readline().strip() != b"ready":
+            raise StreamBenchError(f"the hop consumer did not start (exit code {consumer.wait()})")
         ui.start_phase(f"one Kafka hop: {n:,} events at {cfg.rate:,.0f} events/s", n)
         producer = PacedProducer(settings, topic, records, cfg.rate)
         try:
-            deadline = time.monotonic() + n / cfg.rate + 60
-            while len(latencies) < n and time.monotonic() < deadline:
-                for msgs in consumer.poll(timeout_ms=20, max_records=50_000).values():
-                    now_ms = time.time() * 1000
-                    latencies.extend(now_ms - m.timestamp for m in msgs)
-                ui.update(len(latencies))
+            while producer.result.sent < n and consumer.poll() is None:
+                ui.update(producer.result.sent)
+                time.sleep(0.2)
         finally:
             producer.stop()
+        out, _ = consumer.communicate(timeout=timeout_s + 10)
+        if consumer.returncode != 0:
+            raise StreamBenchError(f"the hop consumer failed with exit code {consumer.returncode}")
+        latencies: list[float] = orjson.loads(out)
     finally:
-        consumer.close()
+        if consumer.poll() is None:
+            consumer.kill()
+            consumer.wait(timeout=10)
         kafka_admin.delete_topics(settings.bootstrap_servers, [topic])
     return {"events": n, "received": len(latencies), **latency_summary(latencies)}
 
 
 def _measure(settings: Settings, root: Path, cfg: StreamBenchConfig, engine: str, workers: int,
-             records: Sequence[tuple[bytes, bytes]], ui: _UI) -> dict[str, Any]:
+             records: Sequence[tuple[bytes, bytes]], ui: _UI,
+             before_freshness: Callable[[], None] = lambda: None) -> dict[str, Any]:
     load_before = _loadavg()
     runs = []
     for r in range(cfg.repeats):
         label = f"{engine} x{workers} [{r + 1}/{cfg.repeats}]"
         with StreamRun(settings, root, engine) as run:
-            catch = _catch_up(run, records, workers, ui, label)
+            catch = _catch_up(run, records, workers, ui, label, profile=cfg.profile and r == 0)
             rec = _recovery(run, cfg, workers, first_id=len(records), ui=ui, label=label)
         runs.append({"catch_up": catch, "recovery": rec})
         ui.console.print(f"  {label}: {catch['events_per_s']:,.0f} events/s, "
@@ -821,9 +857,12 @@ def _measure(settings: Settings, root: Path, cfg: StreamBenchConfig, engine: str
                          f"({len(rec['moved_tasks'])} tasks moved, {rec['reread_records']:,} records "
                          f"re-read)")
         ui.bar.advance(ui.overall)
+    before_freshness()
     fresh = _freshness(settings, root, cfg, engine, workers, ui, f"{engine} x{workers} freshness")
+    stages = "; ".join(f"{s} stage alone {f['p50_ms']:.0f}/{f['p99_ms']:.0f}/{f['max_ms']:.0f}"
+                       for s, f in fresh["by_stage"].items())
     ui.console.print(f"  {engine} x{workers} freshness at {cfg.rate:,.0f}/s: p50 {fresh['p50_ms']:.1f} ms, "
-                     f"p99 {fresh['p99_ms']:.1f} ms, max {fresh['max_ms']:.0f} ms")
+                     f"p99 {fresh['p99_ms']:.1f} ms, max {fresh['max_ms']:.0f} ms ({stages} ms)")
     ui.bar.advance(ui.overall)
 
     def med(phase: str, key: str) -> float:
@@ -844,6 +883,7 @@ def _measure(settings: Settings, root: Path, cfg: StreamBenchConfig, engine: str
         "full_replay_s": cfg.events / eps,
         "loadavg_before": load_before, "loadavg_after": _loadavg(),
         "freshness": fresh, "runs": runs,
+        "profile": runs[0]["catch_up"].get("profile"),
     }
 
 
@@ -874,9 +914,17 @@ def run_bench(settings: Settings, cfg: StreamBenchConfig, ui: Console) -> dict[s
                                    * (cfg.repeats + 1))
             phase = bar.add_task("", total=None)
             view = _UI(ui, bar, overall, phase)
-            hop = kafka_hop(settings, cfg, view)
-            ui.print(f"  one Kafka hop at {cfg.rate:,.0f}/s (no engine): p50 {hop['p50_ms']:.1f} ms, "
-                     f"p99 {hop['p99_ms']:.1f} ms, max {hop['max_ms']:.0f} ms")
+
+            def measure_hop() -> None:
+                """Once, before the first freshness phase: on a broker that has worked a while, as
+                it has for every freshness phase (just after its start the hop's p99 was 27-29 ms,
+                about three times the 8-11 ms measured there later)."""
+                nonlocal hop
+                if hop is None:
+                    hop = kafka_hop(settings, cfg, view)
+                    ui.print(f"  one Kafka hop at {cfg.rate:,.0f}/s (no engine): p50 {hop['p50_ms']:.1f} ms, "
+                             f"p99 {hop['p99_ms']:.1f} ms, max {hop['max_ms']:.0f} ms")
+
             warmed: set[str] = set()
             for engine, workers in _iter_configs(cfg):
                 if cfg.warmup_events and engine not in warmed:
@@ -885,12 +933,51 @@ def run_bench(settings: Settings, cfg: StreamBenchConfig, ui: Console) -> dict[s
                         warmups[engine] = _catch_up(run, records[:n], 1, view,
                                                     f"{engine} warm-up (untimed)")["events_per_s"]
                     warmed.add(engine)
-                entries.append(_measure(settings, root, cfg, engine, workers, records, view))
+                entries.append(_measure(settings, root, cfg, engine, workers, records, view, measure_hop))
     finally:
         if started.get("kafka"):
             stack.stop(stack.KAFKA, settings)
     load = {"loadavg_1_5_15_before": load_before, "loadavg_1_5_15_after": _loadavg()}
     return write_stream_results(settings, cfg, entries, load, warmups, hop)
+
+
+def _profiled(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in entries if (e.get("profile") or {}).get("parts")]
+
+
+def profile_table(entries: Sequence[dict[str, Any]]) -> str:
+    """Markdown: each part's share of the workers' busy samples, per engine x workers ("" if none)."""
+    profiled = _profiled(entries)
+    failed = [e for e in entries if (e.get("profile") or {}).get("error")]
+    out = ""
+    if profiled:
+        parts = [p for p, _frags in PARTS] + [REST]
+        out += ("\n\nWhere the workers' busy time goes while they catch up (py-spy, "
+                f"{PROFILE_RATE_HZ} samples/s on every worker of the first run, each sample in the first "
+                "part one of its frames names, in this order):\n\n")
+        out += markdown_table(
+            ["part", *(f"{e['engine']} x{e['workers']}" for e in profiled)],
+            [[p, *(f"{e['profile']['parts'][p] * 100:.0f} %" if p in e["profile"]["parts"] else "-"
+                   for e in profiled)] for p in parts if any(p in e["profile"]["parts"] for e in profiled)]
+            + [["busy samples", *(f"{e['profile']['samples']:,}" for e in profiled)]])
+    for e in failed:
+        out += f"\n\nNo profile of {e['engine']} x{e['workers']}: {e['profile']['error']}."
+    return out
+
+
+def profile_takeaway(entries: Sequence[dict[str, Any]]) -> str:
+    """A sentence per engine that missed the throughput target: its three largest parts."""
+    out = ""
+    for e in _profiled(entries):
+        if e["workers"] != min(x["workers"] for x in entries if x["engine"] == e["engine"]):
+            continue
+        if e["events_per_s_per_worker"] >= TARGET_EVENTS_PER_S_PER_WORKER:
+            continue
+        top = list(e["profile"]["parts"].items())[:3]
+        parts = ", ".join(f"{p} {v * 100:.0f} %" for p, v in top)
+        out += (f" Where {e['engine']}'s time goes (py-spy, {e['workers']} worker"
+                f"{'s' if e['workers'] > 1 else ''}): {parts}.")
+    return out
 
 
 def _targets() -> dict[str, float]:
@@ -932,6 +1019,8 @@ def write_stream_results(settings: Settings, cfg: StreamBenchConfig, entries: li
          f"recovery <= {TARGET_RECOVERY_S:.0f} s", "load avg 1/5/15 before -> after"],
         [[e["engine"], e["workers"], *(_met(v) for v in e["targets_met"].values()),
           f"{e['loadavg_before']} -> {e['loadavg_after']}"] for e in entries])
+    text += profile_takeaway(entries)
+    table += profile_table(entries)
     table += (f"\n\nThroughput: median of {cfg.repeats} catch-up runs on {cfg.events:,} pre-filled events "
               f"(after an untimed warm-up of {min(cfg.warmup_events, cfg.events):,} events per engine); "
               f"recovery: median of the same runs (SIGKILL of worker 0, or of the first worker owning a task "

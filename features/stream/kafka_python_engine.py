@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 # only once the buffer is drained, so a smaller cap left the worker waiting for each fetch
 # (about a fifth of its time at 4,000). Each task still takes its partition's share as one batch.
 POLL_MAX_RECORDS = 50_000
+# How long the broker may hold a fetch that has no new records yet (the client's default is 500).
+FETCH_MAX_WAIT_MS = 50
 
 
 class KafkaOutputs:
@@ -98,7 +100,7 @@ class KafkaPythonWorker:
             enable_auto_commit=False,  # the checkpoints hold the offsets; commits only mirror them
             session_timeout_ms=cfg.session_timeout_ms,
             heartbeat_interval_ms=max(cfg.session_timeout_ms // 4, 250),
-            max_poll_records=POLL_MAX_RECORDS, fetch_max_wait_ms=50,
+            max_poll_records=POLL_MAX_RECORDS, fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             max_partition_fetch_bytes=1024 * 1024, metadata_max_age_ms=METADATA_MAX_AGE_MS)
         self.outputs = KafkaOutputs(cfg)
         self.store = OnlineStoreWriter(cfg.store)

@@ -61,7 +61,13 @@ class WorkerConfig:
     idle_ms: float = 100.0
     record_freshness: bool = False
     batch_max: int = 4000
-    batch_within_s: float = 0.005
+    # faust's batch window. At 2,000 events/s offered, 1 worker (p50/p99/max of freshness, ms):
+    # 5 ms 357/567/617 (its steps' fixed costs kept the worker near a full core, so it fell
+    # behind and took 250 ms batches), 10 ms 129/245/279, 20 ms 107-118/183-203/228-250,
+    # 30 ms 139/220/255, 50 ms 199/317/360; 2 workers, 20 ms: 83-85/209-214, 5 ms: 97/324.
+    # Single runs vary widely (the worker runs at 75-90 % of a core at that rate): two full
+    # `bench stream` runs with 20 ms gave 1 worker p99 352 and 711 ms, one with 5 ms 579 ms.
+    batch_within_s: float = 0.02
     partitions: int = 3  # of the input topic (read from the broker by prepare)
     checkpoint_interval_s: float = 1.0
     # Kafka's consumer-group liveness: a worker silent this long (SIGKILL, a hung process)

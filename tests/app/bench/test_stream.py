@@ -95,6 +95,8 @@ def test_freshness_is_when_both_stages_are_visible() -> None:
     f = event_freshness(rows)
     assert sorted(f.values_ms) == [30, 50]
     assert f.incomplete == 1
+    # Each stage on its own, for the same (fully visible) events.
+    assert sorted(f.by_stage_ms["user"]) == [10, 30] and sorted(f.by_stage_ms["merchant"]) == [5, 50]
 
 
 def test_freshness_counts_a_stage_from_its_first_visibility_and_skips_the_warm_in() -> None:

@@ -1,0 +1,142 @@
+"""Where a stream worker's time goes: py-spy samples of the workers while they catch up, in parts.
+
+``playground bench stream`` (unless ``--no-profile``) runs ``py-spy record`` on every worker
+during the first catch-up of each engine x worker count: raw stacks, 100 samples/s, without
+pausing the worker (``--nonblocking``), busy threads only. Each sample goes to the first part
+of :data:`PARTS` that one of its frames names, so the order is a priority: the runner's
+output step that calls the producer counts as outputs, a frame of the producer's own thread
+as the producer; faust's and asyncio's frames, under every faust stack, count only when no
+part of the stream's own code is in the sample. py-spy is a dev dependency (``make install``);
+without it, or without the right to trace another process, the profile says why and the
+benchmark goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+RATE_HZ = 100
+REST = "the rest (start-up, threads' glue)"
+
+# (part, fragments of a py-spy frame "function (path:line)"), highest priority first.
+PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("operators (FeatureEngine)", ("features/stream/state.py",)),
+    ("validation (decode_batch)", ("core/validation.py",)),
+    ("merchant reorder, repartition rows", ("features/stream/event_time.py", "features/stream/wire.py")),
+    ("checkpoints", ("features/stream/checkpoint.py", "StreamRunner._snapshot (", "StreamRunner._write (",
+                     "StreamRunner.checkpoint (")),
+    ("online store", ("features/online_store.py", "StreamRunner._write_store (")),
+    ("outputs: pack and send", ("StreamRunner._send (", "Outputs.")),
+    ("producer (batches, compression, requests)", ("kafka/producer/", "aiokafka/producer/")),
+    ("client: fetch and record parsing", ("kafka/consumer/", "kafka/record/", "kafka/protocol/", "kafka/net/",
+                                          "aiokafka/consumer/", "aiokafka/record/", "aiokafka/conn")),
+    ("user and merchant tasks, runner", ("features/stream/tasks.py", "features/stream/runner.py",
+                                         "features/stream/kafka_python_engine.py")),
+    ("faust: stream and agent iteration", ("faust/streams", "faust/agents", "faust/channels",
+                                           "faust/transport/conductor", "features/stream/faust_engine.py")),
+    ("faust, mode, asyncio: event loop, tasks, futures", ("faust/", "mode/", "asyncio/", "aiokafka/")),
+)
+
+
+def classify(frames: Sequence[str]) -> str:
+    """The part a sample's stack (frames, root first) belongs to."""
+    for part, fragments in PARTS:
+        if any(frag in f for f in frames for frag in fragments):
+            return part
+    return REST
+
+
+def shares(stacks: Iterable[tuple[Sequence[str], int]]) -> tuple[int, dict[str, float]]:
+    """``(samples, {part: share})`` from ``(frames, count)`` pairs; shares sum to 1, biggest first."""
+    parts: Counter[str] = Counter()
+    for frames, count in stacks:
+        parts[classify(frames)] += count
+    total = sum(parts.values())
+    return total, {p: n / total for p, n in parts.most_common()} if total else {}
+
+
+def parse_raw(text: str) -> list[tuple[list[str], int]]:
+    """py-spy's raw format: one ``frame;frame;...;frame count`` line per distinct stack."""
+    out = []
+    for line in text.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            out.append((stack.split(";"), int(count)))
+    return out
+
+
+def py_spy() -> str | None:
+    """The py-spy next to this interpreter (the project's virtualenv), else on the PATH."""
+    local = Path(sys.executable).parent / "py-spy"
+    return str(local) if local.exists() else shutil.which("py-spy")
+
+
+def cannot_attach() -> str | None:
+    """Why py-spy could not attach to a worker here, or None. The workers are the benchmark's
+    children, not py-spy's, so Linux's Yama ``ptrace_scope`` 1 (a common default) stops a
+    non-root py-spy from reading them."""
+    if py_spy() is None:
+        return "py-spy is not installed (it comes with the dev dependencies: make install)"
+    scope = Path("/proc/sys/kernel/yama/ptrace_scope")
+    if os.geteuid() != 0 and scope.exists() and scope.read_text().strip() != "0":
+        return (f"py-spy may not trace the workers: kernel.yama.ptrace_scope is {scope.read_text().strip()}; "
+                "run as root, or allow it with: sudo sysctl kernel.yama.ptrace_scope=0 (or use --no-profile)")
+    return None
+
+
+@dataclass
+class Profiler:
+    """``py-spy record`` on each of ``pids`` until :meth:`stop`; then the samples' parts."""
+
+    pids: list[int]
+    out_dir: Path
+    procs: list[tuple[subprocess.Popen[bytes], Path]] = field(default_factory=list)
+    error: str | None = None
+
+    def start(self) -> None:
+        self.error = cannot_attach()
+        exe = py_spy()
+        if self.error is not None or exe is None:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        for pid in self.pids:
+            path = self.out_dir / f"py-spy.{pid}.txt"
+            cmd = [exe, "record", "--pid", str(pid), "--rate", str(RATE_HZ), "--format", "raw",
+                   "--output", str(path), "--nonblocking"]
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                    stdin=subprocess.DEVNULL)
+            self.procs.append((proc, path))
+
+    def stop(self) -> dict[str, Any]:
+        """Stop sampling (SIGINT: py-spy writes what it has) and sum every worker's samples."""
+        stacks: list[tuple[list[str], int]] = []
+        errors: list[str] = []
+        for proc, path in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+            try:
+                _, err = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                _, err = proc.communicate(timeout=10)
+            if path.exists():
+                stacks.extend(parse_raw(path.read_text(errors="replace")))
+            else:
+                lines = err.decode(errors="replace").strip().splitlines()
+                errors.append(lines[-1] if lines else f"exit code {proc.returncode}")
+        if self.error is None and not stacks:
+            self.error = "py-spy wrote no samples: " + ("; ".join(errors) or "the workers were idle")
+        if self.error is not None:
+            return {"error": self.error}
+        samples, parts = shares(stacks)
+        return {"tool": "py-spy", "rate_hz": RATE_HZ, "workers": len(self.pids), "samples": samples,
+                "parts": parts}
