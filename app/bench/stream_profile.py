@@ -86,10 +86,11 @@ def cannot_attach() -> str | None:
     non-root py-spy from reading them."""
     if py_spy() is None:
         return "py-spy is not installed (it comes with the dev dependencies: make install)"
-    scope = Path("/proc/sys/kernel/yama/ptrace_scope")
-    if os.geteuid() != 0 and scope.exists() and scope.read_text().strip() != "0":
-        return (f"py-spy may not trace the workers: kernel.yama.ptrace_scope is {scope.read_text().strip()}; "
-                "run as root, or allow it with: sudo sysctl kernel.yama.ptrace_scope=0 (or use --no-profile)")
+    scope_file = Path("/proc/sys/kernel/yama/ptrace_scope")
+    scope = scope_file.read_text().strip() if scope_file.exists() else "0"
+    if os.geteuid() != 0 and scope != "0":
+        return (f"py-spy may not trace the workers: kernel.yama.ptrace_scope is {scope}; run as root, or "
+                "allow it with: sudo sysctl kernel.yama.ptrace_scope=0 (or use --no-profile)")
     return None
 
 
@@ -105,7 +106,7 @@ class Profiler:
     def start(self) -> None:
         self.error = cannot_attach()
         exe = py_spy()
-        if self.error is not None or exe is None:
+        if self.error is not None or exe is None:  # cannot_attach says when there is no py-spy
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         for pid in self.pids:

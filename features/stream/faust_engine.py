@@ -19,10 +19,8 @@ offsets they resume from, are the runner's:
   ``stream.take_events(batch_max, within)`` steps every ``within`` whatever the backlog; as
   faust hands over a record in about 100 us, a 5 ms window made steps of ~40 records, whose
   per-step costs (outputs, online-store write) capped the worker at 1,000-1,700 events/s.
-  The window is 20 ms: at 2,000 events/s, 5 ms windows cost so much per step that the worker
-  fell behind and its freshness p99 was ~570 ms; 20 ms gave ~190 ms in short runs and
-  350-710 ms in full benchmark runs, where one with 5 ms gave 579 ms (measured values at
-  :attr:`~.worker.WorkerConfig.batch_within_s`).
+  The window is 20 ms: at 2,000 events/s a 5 ms one cost so much per step that the worker
+  fell behind (the measurements are at :attr:`~.worker.WorkerConfig.batch_within_s`).
 - **Partition ownership.** faust's ``on_partitions_revoked`` signal (sent once the flow is
   stopped and the stream buffers cleared) steps the pending batch, then checkpoints and drops
   the revoked tasks (:meth:`~.runner.StreamRunner.revoke`); its ``on_partitions_assigned``
