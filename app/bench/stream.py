@@ -13,7 +13,7 @@ For every engine x worker count it measures, on throwaway topics and a fresh app
   then worker 0 is SIGKILLed (if it owns no task at that moment, having lost them to a
   session timeout under load, the first worker that does). With one worker it is restarted
   under its static id; with more the survivors take its tasks over (after the group's
-  session timeout: 3 s for kafka-python, 15 s for faust). ``recovery_s`` = from the SIGKILL
+  session timeout, 3 s). ``recovery_s`` = from the SIGKILL
   until every moved task (both stages)
   is owned again and has read everything that was in its input at the kill (``None``, shown
   as "not within T s", if that did not happen within ``--recovery-timeout``; a median counts

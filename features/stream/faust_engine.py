@@ -23,12 +23,17 @@ offsets they resume from, are the runner's:
   fell behind (the measurements are at :attr:`~.worker.WorkerConfig.batch_within_s`).
 - **Partition ownership.** faust's ``on_partitions_revoked`` signal (sent once the flow is
   stopped and the stream buffers cleared) steps the pending batch, then checkpoints and drops
-  the revoked tasks (:meth:`~.runner.StreamRunner.revoke`); its ``on_partitions_assigned``
-  signal (sent while the new partitions are still paused) restores the assigned ones
-  (:meth:`~.runner.StreamRunner.assign`) and seeks each partition to the position returned.
+  the revoked tasks (:meth:`~.runner.StreamRunner.revoke`). Its ``on_partitions_assigned``
+  signal (sent while the new partitions are still paused) only notes the assigned ones
+  (``assign(defer=True)``) and holds them paused: aiokafka sends no heartbeats from its
+  JoinGroup until that callback returns, so a restore in there that outlasts the session
+  costs the worker its membership. :meth:`FaustWorker._restore` then restores them in a
+  thread, under the lock (the event loop goes on serving faust), seeks each partition to
+  its task's position and resumes it; faust's own resume after the rebalance skips the held
+  ones (:meth:`CheckpointConsumer.resume_partitions`).
   Before it resumes the flow, and whenever a fetch returns while the flow is stopped, faust
   "seeks to the committed offsets"; this worker's consumer (:class:`CheckpointConsumer`)
-  seeks to the tasks' positions instead. So the group's committed offsets never decide where
+  seeks to the restored tasks' positions instead. So the group's committed offsets never decide where
   a task resumes (checked by committing offsets past the end before a first start: nothing
   was skipped). faust commits nothing itself: the topics are not acked (``acks=False``), so its
   commit loop finds no offsets; like the kafka-python engine, the worker mirrors each
@@ -52,11 +57,9 @@ offsets they resume from, are the runner's:
   out of the fetch in flight (it still had records buffered when it was sent) then waits up
   to that long for its next records. :class:`FetchThread` sets 50 ms, the kafka-python
   engine's value.
-- **Liveness.** ``--session-timeout-ms`` (default :data:`SESSION_TIMEOUT_MS`, 15 s) is faust's
-  ``broker_session_timeout`` (heartbeat every quarter of it). The consumer runs in faust's
-  consumer thread, yet a restore inside the assignment callback that outlasts a short session
-  gets the worker expelled (see :data:`SESSION_TIMEOUT_MS`). With ``--worker-id`` the worker
-  is a static member
+- **Liveness.** ``--session-timeout-ms`` (default 3 s, as for the kafka-python engine) is
+  faust's ``broker_session_timeout`` (heartbeat every quarter of it). With ``--worker-id`` the
+  worker is a static member
   (``consumer_group_instance_id``; aiokafka sends it in JoinGroup v5): restarted under the same
   id before its session expires, it gets its partitions back without a rebalance (the other
   workers keep their tasks). From launch to its group join a faust worker takes 2.2 s on the
@@ -89,7 +92,7 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
 import faust
@@ -122,14 +125,6 @@ FETCH_MAX_WAIT_MS = 50
 ACK_TIMEOUT_S = 30.0
 MAX_WITHIN_S = 0.25  # the longest a batch waits for more records (when behind)
 BEHIND_RECORDS = 1000  # records fetched but not taken yet, from which a worker counts as behind
-# The default --session-timeout-ms of a faust worker (kafka-python's: 3 s). A faust worker
-# restores its tasks inside the group's assignment callback; with a 3 s session, a restarted
-# worker holding the state of 500k events was expelled from its group before the restore
-# ended, rejoined, restored again, and never read on (`playground chaos --scenario
-# worker-kill`, 1M events: over 100 rebalances, at load 2-4 as at 10-17). With 15 s the same
-# run passed (5 kills, 0 mismatches). The price: a killed faust worker that is not restarted
-# hands its tasks to the others only after 15 s.
-SESSION_TIMEOUT_MS = 15_000
 
 # (topic, partition), as the runner names a partition
 Partition = tuple[str, int]
@@ -234,6 +229,12 @@ class CheckpointConsumer(faust_aiokafka.Consumer):
     def task_positions(self) -> Mapping[TP, int]:
         return cast(CheckpointTransport, self.transport).task_positions()
 
+    def resume_partitions(self, tps: Iterable[TP]) -> None:
+        """Resume them, except the partitions whose tasks are still restoring: faust resumes
+        every assigned partition once its rebalance is over, a restore may last longer."""
+        held = cast(CheckpointTransport, self.transport).held_partitions()
+        super().resume_partitions({tp for tp in tps if tp not in held})
+
     async def seek_to_committed(self) -> Mapping[TP, int]:
         positions = self.task_positions()
         if positions:
@@ -261,10 +262,12 @@ class CheckpointConsumer(faust_aiokafka.Consumer):
 
 
 class CheckpointTransport(faust_aiokafka.Transport):
-    """The aiokafka transport with :class:`CheckpointConsumer`; ``task_positions`` is the worker's."""
+    """The aiokafka transport with :class:`CheckpointConsumer`; ``task_positions`` and
+    ``held_partitions`` are the worker's."""
 
     Consumer = CheckpointConsumer
     task_positions: Callable[[], Mapping[TP, int]] = staticmethod(dict)
+    held_partitions: Callable[[], set[TP]] = staticmethod(set)
 
 
 class NoTablesManager(TableManager):
@@ -313,6 +316,7 @@ class FaustWorker:
         )
         transport = CheckpointTransport(app.conf.broker_consumer, app)
         transport.task_positions = self.task_positions
+        transport.held_partitions = lambda: self._held
         app.transport = transport  # before anything creates the consumer
         self.outputs = FaustOutputs(app, cfg)
         self.store = OnlineStoreWriter(cfg.store)
@@ -333,6 +337,8 @@ class FaustWorker:
         self._batch: dict[Partition, list[Record]] = {}  # records taken, not stepped yet
         self._batched = 0
         self._batch_since = 0.0
+        self._held: set[TP] = set()  # assigned, paused until their tasks are restored and sought
+        self._restoring: asyncio.Future[None] | None = None
 
         source = app.topic(*self.topics, key_type=bytes, value_type=bytes, key_serializer="raw",
                            value_serializer="raw", acks=False)  # no acks: faust never commits
@@ -351,12 +357,14 @@ class FaustWorker:
 
     def task_positions(self) -> dict[TP, int]:
         assigned = self.app.consumer.assignment()
-        return {TP(t, p): task.position for (t, p), task in self.runner.tasks.items()
-                if TP(t, p) in assigned}
+        # (a copy: a restore in its thread may be adding tasks)
+        return {TP(t, p): task.position for (t, p), task in list(self.runner.tasks.items())
+                if TP(t, p) in assigned and TP(t, p) not in self._held}
 
     async def _on_revoked(self, _sender: Any, /, *args: Any, signal: Any, **_kw: Any) -> None:
         revoked: set[TP] = args[0]
-        async with self.lock:
+        async with self.lock:  # (after a restore under way)
+            self._held.difference_update(revoked)
             if self.closed:
                 return
             await self._step_pending()  # what was taken before the revocation: its checkpoint covers it
@@ -366,20 +374,52 @@ class FaustWorker:
             self.runner.revoke([(tp.topic, tp.partition) for tp in revoked])
 
     async def _on_assigned(self, _sender: Any, /, *args: Any, signal: Any, **_kw: Any) -> None:
+        """Note the new partitions and keep them paused; :meth:`_restore` restores their tasks.
+
+        aiokafka sends no heartbeats from its JoinGroup until this callback returns, so a
+        restore in here that outlasts the session (seconds, for a large state) costs the worker
+        its membership, and the restore starts over after the next join.
+        """
         assigned: set[TP] = args[0]
         if self.closed:
             return
         ours = {(tp.topic, tp.partition) for tp in assigned if tp.topic in self.topics}
-        # No await before this: faust's own seek (seek_to_committed above) must find the tasks.
-        positions = self.runner.assign(sorted(ours))
-        if positions:
-            await self.consumer.seek_wait({TP(t, p): offset for (t, p), offset in positions.items()})
         stale = [tp for tp in self.runner.tasks if tp not in ours]
         if stale:  # a revocation we were not told of; eager rebalances revoke everything first
             log.warning("tasks %s were not revoked before the new assignment; checkpointing them", stale)
             async with self.lock:
                 await self.outputs.drain()
                 self.runner.revoke(stale)
+        self.runner.assign(sorted(ours), defer=True)
+        held = {TP(t, p) for t, p in self.runner.awaiting}
+        if held:
+            self._held |= held
+            self.consumer.pause_partitions(held)
+            if self._restoring is None or self._restoring.done():
+                self._restoring = asyncio.ensure_future(self._restore())
+
+    async def _restore(self) -> None:
+        """Restore the tasks of the held partitions in a thread (the event loop goes on serving
+        the consumer), seek each partition to its task's position, then resume it."""
+        async with self.lock:  # no step, tick or checkpoint meanwhile: the runner is the thread's
+            loop = asyncio.get_running_loop()
+            while self.runner.awaiting and not self.closed:
+                try:
+                    positions = await loop.run_in_executor(None, self.runner.finish_assign)
+                    owned = self.consumer.assignment()
+                    ready = {TP(t, p): offset for (t, p), offset in positions.items() if TP(t, p) in owned}
+                    moved = [tp for tp in positions if TP(*tp) not in owned]
+                    if moved:  # taken away again while it restored
+                        self.runner.drop(moved)
+                    if ready:
+                        await self.consumer.seek_wait(ready)
+                except Exception as exc:
+                    self.closed = True
+                    log.exception("restoring tasks failed; the worker stops")
+                    await self.app.crash(exc)
+                    return
+                self._held.difference_update(TP(*tp) for tp in positions)
+                self.consumer.resume_partitions(ready)
 
     # -- processing --------------------------------------------------------------------------
 
@@ -417,7 +457,7 @@ class FaustWorker:
         """At least ``BEHIND_RECORDS`` records of this worker's partitions are in Kafka (by the
         last fetch's highwaters) and not yet in the pending batch or processed."""
         lag = 0
-        for tp, task in self.runner.tasks.items():
+        for tp, task in list(self.runner.tasks.items()):  # (a restore in its thread may add tasks)
             high = self._highwater(tp)
             if high is None:
                 continue
@@ -525,8 +565,7 @@ class FaustWorker:
 
 def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
-    cfg, loglevel = parse_config(settings, argv, "Stream features worker (faust-streaming).",
-                                 session_timeout_ms=SESSION_TIMEOUT_MS)
+    cfg, loglevel = parse_config(settings, argv, "Stream features worker (faust-streaming).")
     cfg = prepare(settings, cfg)
     serve_metrics(settings, cfg.component)
     worker = FaustWorker(cfg)

@@ -95,11 +95,8 @@ def internal_topics(app_id: str) -> list[str]:
     return [app_id + REPARTITION_SUFFIX, *checkpoint_topics(app_id), f"{app_id}-__assignor-__leader"]
 
 
-def parse_config(settings: Settings, argv: list[str] | None, description: str,
-                 session_timeout_ms: int = 3000) -> tuple[WorkerConfig, str]:
-    """The engines' shared command line; returns the config and the log level.
-
-    ``session_timeout_ms`` is the engine's default for ``--session-timeout-ms``."""
+def parse_config(settings: Settings, argv: list[str] | None, description: str) -> tuple[WorkerConfig, str]:
+    """The engines' shared command line; returns the config and the log level."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--input-topic", default=settings.topic)
     p.add_argument("--output-topic", default=FEATURES_TOPIC)
@@ -111,7 +108,7 @@ def parse_config(settings: Settings, argv: list[str] | None, description: str,
                    help="a caught-up input partition silent this long stops holding merchant tasks back")
     p.add_argument("--record-freshness", action="store_true")
     p.add_argument("--checkpoint-interval-s", type=float, default=1.0)
-    p.add_argument("--session-timeout-ms", type=int, default=session_timeout_ms)
+    p.add_argument("--session-timeout-ms", type=int, default=WorkerConfig.session_timeout_ms)
     p.add_argument("--worker-id", default="",
                    help="a stable name for this worker (static group membership); empty = dynamic")
     p.add_argument("--loglevel", default=os.environ.get("PLAYGROUND_FEATURES_LOGLEVEL", "warning"))

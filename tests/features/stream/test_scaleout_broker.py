@@ -173,10 +173,11 @@ def test_two_workers_one_killed_mid_stream_equals_batch(make_run, engine: str) -
     assert len(sources) == len(set(sources)) == st["dead_lettered"]
 
 
-def test_restart_after_a_checkpoint_rereads_only_what_came_after(make_run) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("engine", ["faust", "kafka-python"])
+def test_restart_after_a_checkpoint_rereads_only_what_came_after(make_run, engine: str) -> None:  # type: ignore[no-untyped-def]
     # Checkpoints only when a worker stops cleanly (the timer is an hour): what a killed worker
     # had read after its last checkpoint is then known exactly.
-    run = make_run("kafka-python", events=5000, seed=62, checkpoint_interval_s=3600)
+    run = make_run(engine, events=5000, seed=62, checkpoint_interval_s=3600)
     run.group.start(1)
     run.produce(run.records[:3000])
     run.group.wait_drained(run.sent, timeout_s=90)
@@ -213,8 +214,9 @@ def test_restart_after_a_checkpoint_rereads_only_what_came_after(make_run) -> No
     run.assert_equals_batch()
 
 
-def test_a_worker_added_mid_stream_processes_nothing_twice(make_run) -> None:  # type: ignore[no-untyped-def]
-    run = make_run("kafka-python", events=6000, seed=63)
+@pytest.mark.parametrize("engine", ["faust", "kafka-python"])
+def test_a_worker_added_mid_stream_processes_nothing_twice(make_run, engine: str) -> None:  # type: ignore[no-untyped-def]
+    run = make_run(engine, events=6000, seed=63)
     run.group.start(1)
     third = len(run.records) // 3
     run.produce(run.records[:third])
