@@ -405,12 +405,10 @@ class FaustWorker:
             loop = asyncio.get_running_loop()
             while self.runner.awaiting and not self.closed:
                 try:
-                    positions = await loop.run_in_executor(None, self.runner.finish_assign)
-                    owned = self.consumer.assignment()
-                    ready = {TP(t, p): offset for (t, p), offset in positions.items() if TP(t, p) in owned}
-                    moved = [tp for tp in positions if TP(*tp) not in owned]
-                    if moved:  # taken away again while it restored
-                        self.runner.drop(moved)
+                    restored = await loop.run_in_executor(None, self.runner.finish_assign)
+                    positions = self.runner.keep_owned(
+                        restored, ((tp.topic, tp.partition) for tp in self.consumer.assignment()))
+                    ready = {TP(*tp): offset for tp, offset in positions.items()}
                     if ready:
                         await self.consumer.seek_wait(ready)
                 except Exception as exc:
@@ -418,7 +416,7 @@ class FaustWorker:
                     log.exception("restoring tasks failed; the worker stops")
                     await self.app.crash(exc)
                     return
-                self._held.difference_update(TP(*tp) for tp in positions)
+                self._held.difference_update(TP(*tp) for tp in restored)
                 self.consumer.resume_partitions(ready)
 
     # -- processing --------------------------------------------------------------------------

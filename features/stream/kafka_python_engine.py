@@ -142,18 +142,11 @@ class KafkaPythonWorker:
             self.close()
 
     def _finish_assign(self) -> None:
-        positions = self.runner.finish_assign()
-        owned = self.consumer.assignment()
-        ready, moved = [], []
-        for (topic, partition), offset in positions.items():
-            tp = TopicPartition(topic, partition)
-            if tp in owned:
-                self.consumer.seek(tp, offset)
-                ready.append(tp)
-            else:  # taken away again while it restored: no revocation will name it
-                moved.append((topic, partition))
-        if moved:
-            self.runner.drop(moved)
+        positions = self.runner.keep_owned(self.runner.finish_assign(),
+                                           ((tp.topic, tp.partition) for tp in self.consumer.assignment()))
+        ready = [TopicPartition(*tp) for tp in positions]
+        for tp, offset in zip(ready, positions.values(), strict=True):
+            self.consumer.seek(tp, offset)
         if ready:
             self.consumer.resume(*ready)
 

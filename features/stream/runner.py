@@ -173,6 +173,14 @@ class StreamRunner:
             del self.tasks[tp]
             self.metrics.forget_partition(*tp)
 
+    def keep_owned(self, positions: dict[TP, int], owned: Iterable[TP]) -> dict[TP, int]:
+        """Of the tasks :meth:`finish_assign` just restored (``positions``), those whose
+        partitions the engine still owns; the others were taken away again while they
+        restored (no revocation will name them) and are dropped."""
+        owned = set(owned)
+        self.drop(tp for tp in positions if tp not in owned)
+        return {tp: offset for tp, offset in positions.items() if tp in owned}
+
     def drop(self, tps: Iterable[TP]) -> None:
         """Forget tasks restored for partitions that moved on before they read anything.
 

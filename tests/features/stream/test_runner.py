@@ -16,6 +16,7 @@ from dataflow_playground.core.validation import Rejection, decode_batch, decode_
 from dataflow_playground.features.batch_sql import BatchFeatures
 from dataflow_playground.features.stream.testing import (
     INPUT,
+    SHUFFLE_TOPIC,
     MemorySink,
     MemorySource,
     assign_all,
@@ -107,4 +108,20 @@ def test_a_replay_publishes_only_dead_letters_not_yet_published(tmp_path: Path) 
     counters = runner.counters().values()
     assert sum(c["dead_lettered"] for c in counters) == len(sources)
     assert sum(c["dead_letters_known"] for c in counters) == len(sources) - 1
+    runner.store.close()
+
+
+def test_a_deferred_assignment_restores_later_and_keeps_only_what_is_still_owned(tmp_path: Path) -> None:
+    """Engines note partitions in the group callback (``defer``) and restore them afterwards;
+    a partition taken away again meanwhile is dropped, not kept with stale state."""
+    runner = memory_runner(tmp_path / "online.sqlite", MemorySink(), PARTITIONS)
+    given = [(INPUT, 0), (INPUT, 1), (SHUFFLE_TOPIC, 0)]
+    assert runner.assign(given, defer=True) == {}
+    assert runner.tasks == {} and runner.awaiting == given
+    assert runner.assign(given, defer=True) == {}  # told twice: noted once
+    restored = runner.finish_assign()
+    assert sorted(restored) == sorted(given) and runner.awaiting == []
+    kept = runner.keep_owned(restored, [(INPUT, 1), (SHUFFLE_TOPIC, 0), (INPUT, 2)])
+    assert kept == {(INPUT, 1): 0, (SHUFFLE_TOPIC, 0): 0}
+    assert sorted(runner.tasks) == sorted(kept)  # (INPUT, 2) was never given: not created either
     runner.store.close()
