@@ -29,8 +29,9 @@ offsets they resume from, are the runner's:
   JoinGroup until that callback returns, so a restore in there that outlasts the session
   costs the worker its membership. :meth:`FaustWorker._restore` then restores them in a
   thread, under the lock (the event loop goes on serving faust), seeks each partition to
-  its task's position and resumes it; faust's own resume after the rebalance skips the held
-  ones (:meth:`CheckpointConsumer.resume_partitions`).
+  its task's position and resumes it; faust's own resume after the rebalance, and its
+  re-fetch of a partition whose stream buffer drained, skip the held ones
+  (:class:`CheckpointConsumer`).
   Before it resumes the flow, and whenever a fetch returns while the flow is stopped, faust
   "seeks to the committed offsets"; this worker's consumer (:class:`CheckpointConsumer`)
   seeks to the restored tasks' positions instead. So the group's committed offsets never decide where
@@ -234,6 +235,14 @@ class CheckpointConsumer(faust_aiokafka.Consumer):
         every assigned partition once its rebalance is over, a restore may last longer."""
         held = cast(CheckpointTransport, self.transport).held_partitions()
         super().resume_partitions({tp for tp in tps if tp not in held})
+
+    def on_buffer_drop(self, tp: TP) -> None:
+        """faust fetches a partition again once its stream buffer drained, not through
+        :meth:`resume_partitions`: one held for its restore stays paused (the restore resumes it)."""
+        if tp in cast(CheckpointTransport, self.transport).held_partitions():
+            self._buffered_partitions.discard(tp)
+            return
+        super().on_buffer_drop(tp)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         positions = self.task_positions()
