@@ -121,8 +121,10 @@ class StreamRunner:
         """Create (and restore) the tasks of newly given partitions; return where each resumes.
 
         ``defer``: only note them (``awaiting``); :meth:`finish_assign` restores them later.
-        An engine whose rebalance callback runs where the group's heartbeats do defers, so a
-        long restore (seconds, for a large state) does not cost it its group session.
+        Both engines defer from their group's assignment callback: neither client sends
+        heartbeats while it runs (kafka-python runs it on the loop that heartbeats, aiokafka
+        stops heartbeating from JoinGroup until it returns), so a long restore in there
+        (seconds, for a large state) would cost the worker its group session.
         """
         new = [tp for tp in tps if tp not in self.tasks and tp not in self.awaiting]
         if defer:
