@@ -589,10 +589,10 @@ def _loadavg() -> Load:
 
 
 def _catch_up(run: StreamRun, records: Sequence[tuple[bytes, bytes]], workers: int, ui: _UI,
-              label: str, profile: bool = False) -> dict[str, Any]:
+              label: str, profile: bool = False) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Pre-fill, start the group, time it from every task owned to everything through both stages.
 
-    ``profile``: py-spy samples the workers while they catch up (``profile`` in the result)."""
+    Returns the figures and, with ``profile``, where the workers' time went meanwhile (py-spy)."""
     n = len(records)
     ui.start_phase(f"{label}: pre-filling {n:,} events", n)
     done = 0
@@ -620,12 +620,9 @@ def _catch_up(run: StreamRun, records: Sequence[tuple[bytes, bytes]], workers: i
         where = profiler.stop() if profiler is not None else None
     before = min(st0.get("processed", 0), n - 1)  # processed while the group was still forming
     timed = n - before
-    out: dict[str, Any] = {"events": n, "processed_before_clock": before, "wall_s": wall,
-                           "events_per_s": timed / wall, "cpu_s": cpu,
-                           "cpu_s_per_million": cpu / timed * 1_000_000, "full_replay_s": n / (timed / wall)}
-    if where is not None:
-        out["profile"] = where
-    return out
+    return {"events": n, "processed_before_clock": before, "wall_s": wall, "events_per_s": timed / wall,
+            "cpu_s": cpu, "cpu_s_per_million": cpu / timed * 1_000_000,
+            "full_replay_s": n / (timed / wall)}, where
 
 
 def owned_tasks(group: WorkerGroup, reader: OnlineStoreReader) -> dict[int, int]:
@@ -845,10 +842,12 @@ def _measure(settings: Settings, root: Path, cfg: StreamBenchConfig, engine: str
              before_freshness: Callable[[], None] = lambda: None) -> dict[str, Any]:
     load_before = _loadavg()
     runs = []
+    profile = None
     for r in range(cfg.repeats):
         label = f"{engine} x{workers} [{r + 1}/{cfg.repeats}]"
         with StreamRun(settings, root, engine) as run:
-            catch = _catch_up(run, records, workers, ui, label, profile=cfg.profile and r == 0)
+            catch, where = _catch_up(run, records, workers, ui, label, profile=cfg.profile and r == 0)
+            profile = profile or where
             rec = _recovery(run, cfg, workers, first_id=len(records), ui=ui, label=label)
         runs.append({"catch_up": catch, "recovery": rec})
         ui.console.print(f"  {label}: {catch['events_per_s']:,.0f} events/s, "
@@ -883,7 +882,7 @@ def _measure(settings: Settings, root: Path, cfg: StreamBenchConfig, engine: str
         "full_replay_s": cfg.events / eps,
         "loadavg_before": load_before, "loadavg_after": _loadavg(),
         "freshness": fresh, "runs": runs,
-        "profile": runs[0]["catch_up"].pop("profile", None),  # once, here: only the first run has one
+        "profile": profile,  # of the first run
     }
 
 
@@ -931,7 +930,7 @@ def run_bench(settings: Settings, cfg: StreamBenchConfig, ui: Console) -> dict[s
                     n = min(cfg.warmup_events, cfg.events)
                     with StreamRun(settings, root, engine, prefix="bench-st-warmup") as run:
                         warmups[engine] = _catch_up(run, records[:n], 1, view,
-                                                    f"{engine} warm-up (untimed)")["events_per_s"]
+                                                    f"{engine} warm-up (untimed)")[0]["events_per_s"]
                     warmed.add(engine)
                 entries.append(_measure(settings, root, cfg, engine, workers, records, view, measure_hop))
     finally:
