@@ -92,6 +92,10 @@ TARGET_FRESHNESS_P99_MS = 50.0
 TARGET_FRESHNESS_MAX_MS = 250.0
 TARGET_RECOVERY_S = 5.0
 DEFAULT_RATE = 2_000.0
+# Events each engine's client alone reads (:func:`client_alone`): its rate is steady long before.
+CLIENT_ALONE_EVENTS = 200_000
+CLIENT_ALONE_START_S = 30.0  # its time budget: starting and joining a group, then reading
+CLIENT_ALONE_SLOWEST_EVENTS_PER_S = 1_000.0  # at this rate at least (faust: ~5,000 here)
 STAGES = ("user", "merchant")
 # Every entry (one engine x worker count) has at least these keys.
 ENTRY_KEYS = ("engine", "workers", "events_per_s", "cpu_s_per_million", "freshness_p50_ms",
@@ -361,6 +365,13 @@ def takeaway(entries: Sequence[dict[str, Any]], *, events: int, rate: float, cor
         if lo["workers"] == 1:
             s += (f" (target >= {TARGET_EVENTS_PER_S_PER_WORKER:,.0f}: "
                   f"{_met(lo['events_per_s'] >= TARGET_EVENTS_PER_S_PER_WORKER)})")
+        if (alone := lo.get("client_alone_events_per_s")) is not None:
+            s += (f"; its Kafka client alone, with no work per record, reads {alone:,.0f} events/s here "
+                  f"({lo['client_alone_cpu_s_per_million']:,.0f} CPU s per 1M)")
+            if alone < TARGET_EVENTS_PER_S_PER_WORKER:
+                s += ", below the target: no worker of this engine can reach it on this machine"
+            else:
+                s += f", and a worker reaches {lo['events_per_s_per_worker'] / alone:.0%} of that"
         if len(rows) > 1:
             hi = rows[-1]
             ratio = hi["events_per_s"] / lo["events_per_s"]
@@ -837,17 +848,62 @@ def kafka_hop(settings: Settings, cfg: StreamBenchConfig, ui: _UI) -> dict[str, 
     return {"events": n, "received": len(latencies), **latency_summary(latencies)}
 
 
+def client_alone(settings: Settings, run: StreamRun, engine: str, events: int, ui: _UI) -> dict[str, Any]:
+    """The ceiling under ``engine``'s throughput: its Kafka client alone, reading the first
+    ``min(events, CLIENT_ALONE_EVENTS)`` events of the run's pre-filled topic with the workers'
+    consumer settings and no work per record, in a process of its own (:mod:`.read_ceiling`),
+    in a fresh consumer group that is deleted afterwards.
+
+    A side measurement: if it fails, its figures say why (``{"error": ...}``) and the benchmark
+    goes on.
+    """
+    n = min(events, CLIENT_ALONE_EVENTS)
+    group = f"{run.app_id}-client-alone"
+    timeout_s = CLIENT_ALONE_START_S + n / CLIENT_ALONE_SLOWEST_EVENTS_PER_S
+    ui.start_phase(f"{engine} client alone: reading {n:,} events, no work per record", None)
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "dataflow_playground.app.bench.read_ceiling", "--engine", engine,
+             "--bootstrap", settings.bootstrap_servers, "--topic", run.topic, "--records", str(n),
+             "--app-id", group, "--timeout-s", f"{timeout_s:.0f}"],
+            capture_output=True, stdin=subprocess.DEVNULL, env=child_env(settings), timeout=timeout_s + 60)
+    except subprocess.TimeoutExpired:
+        return {"error": f"the reader did not stop within {timeout_s + 60:.0f} s"}
+    finally:
+        try:
+            client = kafka_admin.admin(settings.bootstrap_servers)
+            try:
+                client.delete_groups([group])
+            finally:
+                client.close()
+        except KafkaError:
+            pass  # still registered: it expires on its own
+    if out.returncode != 0:
+        return {"error": f"the reader failed with exit code {out.returncode}: "
+                         f"{out.stderr.decode(errors='replace').strip()[-600:]}"}
+    figures: dict[str, Any] = orjson.loads(out.stdout.splitlines()[-1])
+    if figures["records"] < n:
+        return {"error": f"the reader got {figures['records']:,} of {n:,} events within {timeout_s:.0f} s"}
+    return figures
+
+
 def _measure(settings: Settings, root: Path, cfg: StreamBenchConfig, engine: str, workers: int,
              records: Sequence[tuple[bytes, bytes]], ui: _UI,
-             before_freshness: Callable[[], None] = lambda: None) -> dict[str, Any]:
+             before_freshness: Callable[[], None] = lambda: None,
+             ceiling: Callable[[StreamRun], dict[str, Any] | None] = lambda _run: None) -> dict[str, Any]:
+    """One engine x worker count. ``ceiling(run)``: its client alone on the first run's topic,
+    once the group has caught up (:func:`client_alone`; ``None`` to skip)."""
     load_before = _loadavg()
     runs = []
     profile = None
+    alone = None
     for r in range(cfg.repeats):
         label = f"{engine} x{workers} [{r + 1}/{cfg.repeats}]"
         with StreamRun(settings, root, engine) as run:
             catch, where = _catch_up(run, records, workers, ui, label, profile=cfg.profile and r == 0)
             profile = profile or where
+            if r == 0:
+                alone = ceiling(run)
             rec = _recovery(run, cfg, workers, first_id=len(records), ui=ui, label=label)
         runs.append({"catch_up": catch, "recovery": rec})
         ui.console.print(f"  {label}: {catch['events_per_s']:,.0f} events/s, "
@@ -881,6 +937,10 @@ def _measure(settings: Settings, root: Path, cfg: StreamBenchConfig, engine: str
         "reread_records": round(med("recovery", "reread_records")),
         "full_replay_s": cfg.events / eps,
         "loadavg_before": load_before, "loadavg_after": _loadavg(),
+        # (None: not measured, failed (client_alone_error says why), or all in one delivery)
+        "client_alone_events_per_s": (alone or {}).get("events_per_s"),
+        "client_alone_cpu_s_per_million": (alone or {}).get("cpu_s_per_million"),
+        "client_alone_error": (alone or {}).get("error"),
         "freshness": fresh, "runs": runs,
         "profile": profile,  # of the first run
     }
@@ -924,6 +984,18 @@ def run_bench(settings: Settings, cfg: StreamBenchConfig, ui: Console) -> dict[s
                     ui.print(f"  one Kafka hop at {cfg.rate:,.0f}/s (no engine): p50 {hop['p50_ms']:.1f} ms, "
                              f"p99 {hop['p99_ms']:.1f} ms, max {hop['max_ms']:.0f} ms")
 
+            alone: dict[str, dict[str, Any]] = {}
+
+            def ceiling(run: StreamRun) -> dict[str, Any]:
+                """Once per engine, after its first catch-up (the broker warm, the topic filled)."""
+                if run.group.engine not in alone:
+                    figures = alone[run.group.engine] = client_alone(settings, run, run.group.engine,
+                                                                     cfg.events, view)
+                    ui.print(f"  {run.group.engine} client alone (no work per record): "
+                             + (f"not measured, {figures['error']}" if "error" in figures
+                                else f"events/s (CPU s per 1M) {_client_alone(figures, '')}"))
+                return alone[run.group.engine]
+
             warmed: set[str] = set()
             for engine, workers in _iter_configs(cfg):
                 if cfg.warmup_events and engine not in warmed:
@@ -932,7 +1004,8 @@ def run_bench(settings: Settings, cfg: StreamBenchConfig, ui: Console) -> dict[s
                         warmups[engine] = _catch_up(run, records[:n], 1, view,
                                                     f"{engine} warm-up (untimed)")[0]["events_per_s"]
                     warmed.add(engine)
-                entries.append(_measure(settings, root, cfg, engine, workers, records, view, measure_hop))
+                entries.append(_measure(settings, root, cfg, engine, workers, records, view, measure_hop,
+                                        ceiling))
     finally:
         if started.get("kafka"):
             stack.stop(stack.KAFKA, settings)
@@ -1002,10 +1075,11 @@ def write_stream_results(settings: Settings, cfg: StreamBenchConfig, entries: li
                  f"be below about twice that here.")
     table = markdown_table(
         ["engine", "workers", "events/s", "events/s per worker", "CPU s per 1M events",
+         "client alone: events/s (CPU s per 1M)",
          f"freshness p50 / p99 / max ms at {cfg.rate:,.0f}/s", "recovery s (takeover s)", "runs recovered",
          "records re-read", "full replay s", "replay / recovery"],
         [[e["engine"], e["workers"], e["events_per_s"], e["events_per_s_per_worker"],
-          f"{e['cpu_s_per_million']:,.0f}",
+          f"{e['cpu_s_per_million']:,.0f}", _client_alone(e),
           f"{e['freshness_p50_ms']:,.0f} / {e['freshness_p99_ms']:,.0f} / {e['freshness_max_ms']:,.0f}",
           f"{_seconds(e['recovery_s'], e['recovery_timeout_s'])} "
           f"({_seconds(e['takeover_s'], e['recovery_timeout_s'])})",
@@ -1020,8 +1094,15 @@ def write_stream_results(settings: Settings, cfg: StreamBenchConfig, entries: li
           f"{e['loadavg_before']} -> {e['loadavg_after']}"] for e in entries])
     text += profile_takeaway(entries)
     table += profile_table(entries)
+    for engine, error in {e["engine"]: e.get("client_alone_error") for e in entries}.items():
+        if error:
+            table += f"\n\nNo client-alone figure for {engine}: {error}."
     table += (f"\n\nThroughput: median of {cfg.repeats} catch-up runs on {cfg.events:,} pre-filled events "
               f"(after an untimed warm-up of {min(cfg.warmup_events, cfg.events):,} events per engine); "
+              f"client alone: the engine's Kafka consumer with the workers' settings and no work per "
+              f"record, in a process of its own, reading the first {min(cfg.events, CLIENT_ALONE_EVENTS):,} "
+              f"of those events once per engine after its first catch-up (the rate after the first "
+              f"delivery); "
               f"recovery: median of the same runs (SIGKILL of worker 0, or of the first worker owning a task "
               f"if it owns none, after {cfg.kill_after_s:.0f} s at "
               f"{cfg.rate:,.0f} events/s; one worker is restarted under its static id, more share its "
@@ -1050,17 +1131,23 @@ def write_stream_results(settings: Settings, cfg: StreamBenchConfig, entries: li
     return summary
 
 
+def _client_alone(e: dict[str, Any], prefix: str = "client_alone_") -> str:
+    """``events/s (CPU s per 1M)``; "-" if not measured, or read in one delivery (no rate)."""
+    alone = e.get(f"{prefix}events_per_s")
+    return "-" if alone is None else f"{alone:,.0f} ({e[f'{prefix}cpu_s_per_million']:,.0f})"
+
+
 def summary_table(summary: dict[str, Any]) -> Table:
     """The figures for the terminal (the Markdown file has them all)."""
     rate = summary["parameters"]["rate"]
     t = Table(title=f"stream engines, {summary['parameters']['events']:,} events, "
                     f"median of {summary['parameters']['repeats']}")
-    for col in ("engine", "workers", "events/s", "CPU s/1M", f"fresh p50/p99/max ms @{rate:,.0f}/s",
-                "recovery s", "re-read", "replay s"):
+    for col in ("engine", "workers", "events/s", "CPU s/1M", "client alone ev/s (CPU s/1M)",
+                f"fresh p50/p99/max ms @{rate:,.0f}/s", "recovery s", "re-read", "replay s"):
         t.add_column(col, justify="left" if col == "engine" else "right", overflow="fold")
     for e in summary["entries"]:
         t.add_row(e["engine"], str(e["workers"]), f"{e['events_per_s']:,.0f}",
-                  f"{e['cpu_s_per_million']:.0f}",
+                  f"{e['cpu_s_per_million']:.0f}", _client_alone(e),
                   f"{e['freshness_p50_ms']:.0f}/{e['freshness_p99_ms']:.0f}/{e['freshness_max_ms']:.0f}",
                   _seconds(e["recovery_s"], e["recovery_timeout_s"]), f"{e['reread_records']:,}",
                   f"{e['full_replay_s']:.1f}")
@@ -1085,10 +1172,19 @@ def _chart(entries: Sequence[dict[str, Any]], cfg: StreamBenchConfig, text: str)
     cols = [colors.get(e["engine"], "grey") for e in entries]
 
     bars = ax1.bar(xs, [e["events_per_s"] for e in entries], color=cols)
-    ax1.bar_label(bars, fmt="{:,.0f}", fontsize=8)
+    ax1.bar_label(bars, fmt="{:,.0f}", fontsize=8, label_type="center")
     ax1.axhline(TARGET_EVENTS_PER_S_PER_WORKER, color="grey", ls="--", lw=1,
                 label=f"target with 1 worker ({TARGET_EVENTS_PER_S_PER_WORKER:,.0f})")
-    ax1.set_ylim(0, max(TARGET_EVENTS_PER_S_PER_WORKER, *(e["events_per_s"] for e in entries)) * 1.2)
+    alone = [(x, e["client_alone_events_per_s"]) for x, e in zip(xs, entries, strict=True)
+             if e.get("client_alone_events_per_s") is not None]
+    if alone:  # the engine's Kafka client alone, per worker: the ceiling under a 1-worker bar
+        ax1.scatter([x for x, _ in alone], [a for _, a in alone], marker="_", s=900, color="black",
+                    linewidths=2, zorder=3, label="its Kafka client alone, per worker (no work)")
+        for x, a in alone:
+            ax1.annotate(f"{a:,.0f}", (x, a), xytext=(0, 4), textcoords="offset points", ha="center",
+                         fontsize=7)
+    ax1.set_ylim(0, max(TARGET_EVENTS_PER_S_PER_WORKER, *(e["events_per_s"] for e in entries),
+                        *(a for _, a in alone)) * 1.2)
     ax1.set_xticks(xs, labels, fontsize=8)
     ax1.set_ylabel("events/s, catch-up (median of repeats)")
     ax1.set_title(f"throughput on {cfg.events:,} pre-filled events")

@@ -290,43 +290,51 @@ class NoTablesManager(TableManager):
             await self.recovery.start()
 
 
+def new_app(cfg: WorkerConfig) -> faust.App:
+    """A faust App with the worker's settings, on :class:`CheckpointTransport` (the consumer seeks
+    to the positions ``transport.task_positions`` gives; none by default)."""
+    session_s = cfg.session_timeout_ms / 1000
+    app = faust.App(
+        cfg.app_id,
+        broker=f"kafka://{cfg.bootstrap}",
+        store="memory://",
+        web_enabled=False,
+        topic_replication_factor=1,
+        topic_partitions=1,
+        topic_disable_leader=True,  # no assignor topic: the group holds our two topics only
+        # No standby tables: faust then assigns with aiokafka's round-robin assignor, a
+        # protocol the kafka-python engine's workers share (faust's own is "faust" only).
+        table_standby_replicas=0,
+        TableManager=NoTablesManager,
+        datadir=str(cfg.store.parent / f"faust-{cfg.app_id}"),
+        consumer_auto_offset_reset="earliest",  # overridden by the seeks; a safe default
+        consumer_group_instance_id=cfg.worker_id or None,
+        broker_session_timeout=session_s,
+        broker_heartbeat_interval=max(session_s / 4, 0.25),
+        broker_max_poll_records=cfg.batch_max,
+        consumer_max_fetch_size=1024 * 1024,
+        consumer_metadata_max_age_ms=METADATA_MAX_AGE_MS,
+        stream_recovery_delay=0.0,  # no tables to recover: resume at once after a rebalance
+        stream_buffer_maxsize=4 * cfg.batch_max,
+        producer_acks=1,
+        producer_linger=0.002,
+        producer_max_batch_size=256 * 1024,
+        producer_max_request_size=4 * 1024 * 1024,
+        producer_compression_type="lz4",
+    )
+    # Before anything creates the consumer.
+    app.transport = CheckpointTransport(app.conf.broker_consumer, app)
+    return app
+
+
 class FaustWorker:
     def __init__(self, cfg: WorkerConfig) -> None:
         require_codecs("aiokafka", "the faust stream engine")
         self.cfg = cfg
-        session_s = cfg.session_timeout_ms / 1000
-        self.app = app = faust.App(
-            cfg.app_id,
-            broker=f"kafka://{cfg.bootstrap}",
-            store="memory://",
-            web_enabled=False,
-            topic_replication_factor=1,
-            topic_partitions=1,
-            topic_disable_leader=True,  # no assignor topic: the group holds our two topics only
-            # No standby tables: faust then assigns with aiokafka's round-robin assignor, a
-            # protocol the kafka-python engine's workers share (faust's own is "faust" only).
-            table_standby_replicas=0,
-            TableManager=NoTablesManager,
-            datadir=str(cfg.store.parent / f"faust-{cfg.app_id}"),
-            consumer_auto_offset_reset="earliest",  # overridden by the seeks; a safe default
-            consumer_group_instance_id=cfg.worker_id or None,
-            broker_session_timeout=session_s,
-            broker_heartbeat_interval=max(session_s / 4, 0.25),
-            broker_max_poll_records=cfg.batch_max,
-            consumer_max_fetch_size=1024 * 1024,
-            consumer_metadata_max_age_ms=METADATA_MAX_AGE_MS,
-            stream_recovery_delay=0.0,  # no tables to recover: resume at once after a rebalance
-            stream_buffer_maxsize=4 * cfg.batch_max,
-            producer_acks=1,
-            producer_linger=0.002,
-            producer_max_batch_size=256 * 1024,
-            producer_max_request_size=4 * 1024 * 1024,
-            producer_compression_type="lz4",
-        )
-        transport = CheckpointTransport(app.conf.broker_consumer, app)
+        self.app = app = new_app(cfg)
+        transport = cast(CheckpointTransport, app.transport)
         transport.task_positions = self.task_positions
         transport.held_partitions = lambda: self._held
-        app.transport = transport  # before anything creates the consumer
         self.outputs = FaustOutputs(app, cfg)
         self.store = OnlineStoreWriter(cfg.store)
         self.checkpoints = CheckpointStore(cfg.bootstrap, cfg.app_id, client_id=f"{cfg.app_id}-checkpoints")

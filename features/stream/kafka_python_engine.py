@@ -88,20 +88,25 @@ class _Rebalance(ConsumerRebalanceListener):
             self.worker.consumer.pause(*assigned)
 
 
+def new_consumer(cfg: WorkerConfig) -> KafkaConsumer:
+    """The worker's group consumer (not subscribed yet)."""
+    return KafkaConsumer(
+        bootstrap_servers=cfg.bootstrap, group_id=cfg.app_id,
+        group_instance_id=cfg.worker_id or None,
+        client_id=f"{cfg.app_id}-kp", auto_offset_reset="earliest",
+        enable_auto_commit=False,  # the checkpoints hold the offsets; commits only mirror them
+        session_timeout_ms=cfg.session_timeout_ms,
+        heartbeat_interval_ms=max(cfg.session_timeout_ms // 4, 250),
+        max_poll_records=POLL_MAX_RECORDS, fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        max_partition_fetch_bytes=1024 * 1024, metadata_max_age_ms=METADATA_MAX_AGE_MS)
+
+
 class KafkaPythonWorker:
     def __init__(self, cfg: WorkerConfig) -> None:
         self.cfg = cfg
         self.stopping = False
         require_codecs("kafka-python", "the kafka-python stream engine")
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=cfg.bootstrap, group_id=cfg.app_id,
-            group_instance_id=cfg.worker_id or None,
-            client_id=f"{cfg.app_id}-kp", auto_offset_reset="earliest",
-            enable_auto_commit=False,  # the checkpoints hold the offsets; commits only mirror them
-            session_timeout_ms=cfg.session_timeout_ms,
-            heartbeat_interval_ms=max(cfg.session_timeout_ms // 4, 250),
-            max_poll_records=POLL_MAX_RECORDS, fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-            max_partition_fetch_bytes=1024 * 1024, metadata_max_age_ms=METADATA_MAX_AGE_MS)
+        self.consumer = new_consumer(cfg)
         self.outputs = KafkaOutputs(cfg)
         self.store = OnlineStoreWriter(cfg.store)
         self.checkpoints = CheckpointStore(cfg.bootstrap, cfg.app_id, client_id=f"{cfg.app_id}-checkpoints")

@@ -238,6 +238,18 @@ def test_takeaway_says_what_the_numbers_say() -> None:
     assert "kafka-python sustains 2.00x the events/s of faust" in text
 
 
+def test_takeaway_sets_each_engine_against_its_client_alone() -> None:
+    slow, fast = _entry("faust", 1, 5_000), _entry("kafka-python", 1, 15_000)
+    slow |= {"client_alone_events_per_s": 6_000.0, "client_alone_cpu_s_per_million": 170.0}
+    fast |= {"client_alone_events_per_s": 75_000.0, "client_alone_cpu_s_per_million": 13.0}
+    text = takeaway([slow, fast], events=1_000_000, rate=2_000, cores=2)
+    assert ("its Kafka client alone, with no work per record, reads 6,000 events/s here (170 CPU s per 1M), "
+            "below the target: no worker of this engine can reach it on this machine") in text
+    assert "reads 75,000 events/s here (13 CPU s per 1M), and a worker reaches 20% of that" in text
+    # Not measured: not mentioned.
+    assert "client alone" not in takeaway([_entry("faust", 1, 5_000)], events=1_000, rate=2_000, cores=2)
+
+
 def test_a_recovery_that_did_not_finish_is_said_so() -> None:
     entries = [_entry("kafka-python", 1, 24_000, recovery=None), _entry("kafka-python", 2, 26_000)]
     assert targets_met(entries[0])["recovery_s"] is False
@@ -275,6 +287,7 @@ def test_results_files_carry_every_key(tmp_path: Path) -> None:
     settings = Settings(results_dir=tmp_path, data_dir=tmp_path / "data")
     cfg = StreamBenchConfig(events=1_000_000, workers=(1, 2), engines=("kafka-python",))
     entries = [_entry("kafka-python", 1, 24_000), _entry("kafka-python", 2, 30_000, recovery=None)]
+    entries[0] |= {"client_alone_events_per_s": 74_547.3, "client_alone_cpu_s_per_million": 13.3}
     hop = {"events": 100, "received": 100, "samples": 100, "p50_ms": 14.0, "p99_ms": 33.0, "max_ms": 41.0}
     summary = write_stream_results(settings, cfg, entries, {"loadavg_1_5_15_before": (1, 1, 1),
                                                             "loadavg_1_5_15_after": (2, 1, 1)}, {}, hop)
@@ -289,6 +302,7 @@ def test_results_files_carry_every_key(tmp_path: Path) -> None:
     md = (tmp_path / "stream.md").read_text()
     assert summary["takeaway"] in md and "| kafka-python | 2 |" in md and "![" in md
     assert "not within 120 s" in md
+    assert "| 74,547 (13) |" in md and "| - |" in md  # client alone: measured once per engine, or not
     json.dumps(summary)  # --json prints it as is
 
 

@@ -39,6 +39,9 @@ def test_bench_stream_json_has_every_figure(stack_env: dict[str, str], kafka_sta
     assert 0 < e["recovery_s"] < 60 and 0 < e["takeover_s"] <= e["recovery_s"]
     assert e["reread_records"] >= 0
     assert e["full_replay_s"] == pytest.approx(events / e["events_per_s"])
+    # The client alone, on the same topic: a rate, unless it read all of it in one delivery.
+    alone = e["client_alone_events_per_s"]
+    assert alone is None or (alone > 0 and e["client_alone_cpu_s_per_million"] > 0)
     # Where the worker's time went while it caught up: py-spy's samples, in parts.
     profile = e["profile"]
     if (reason := cannot_attach()) is not None:  # the benchmark says why and goes on
@@ -62,6 +65,13 @@ def test_bench_stream_json_has_every_figure(stack_env: dict[str, str], kafka_sta
     assert f"p99 {hop['p99_ms']:,.0f}" in doc["takeaway"]
     for ext in ("json", "md", "png"):
         assert Path(doc["results"][ext]).stat().st_size > 0
-    # Everything the run made is gone: its topics, its repartition and checkpoint topics.
+    # Everything the run made is gone: its topics, its repartition and checkpoint topics, and
+    # the client-alone reader's consumer group.
     left = [t for t in kafka_admin.list_topics(kafka_stack.bootstrap_servers) if t.startswith("bench-st-")]
     assert left == []
+    client = kafka_admin.admin(kafka_stack.bootstrap_servers)
+    try:
+        groups = [g[0] if isinstance(g, tuple) else g["group_id"] for g in client.list_groups()]
+        assert [g for g in groups if g.endswith("-client-alone")] == []
+    finally:
+        client.close()
