@@ -37,3 +37,4 @@ def test_a_clock_that_saw_one_delivery_has_no_rate() -> None:
     f = clock.figures()
     assert f["records"] == 10 and f["counted"] == 0
     assert f["events_per_s"] is None and f["cpu_s_per_million"] is None
+
