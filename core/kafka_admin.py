@@ -220,6 +220,32 @@ def list_topics(bootstrap: str) -> list[str]:
         client.close()
 
 
+def group_ids(client: KafkaAdminClient) -> list[str]:
+    """The consumer groups the broker knows (kafka-python lists them as tuples or as dicts)."""
+    return [g[0] if isinstance(g, tuple) else g["group_id"] for g in client.list_groups()]
+
+
+def list_groups(bootstrap: str) -> list[str]:
+    client = admin(bootstrap)
+    try:
+        return group_ids(client)
+    finally:
+        client.close()
+
+
+def delete_groups(bootstrap: str, groups: list[str]) -> None:
+    """Delete consumer groups, best effort: a group with members still registered stays, and
+    expires on its own."""
+    try:
+        client = admin(bootstrap)
+        try:
+            client.delete_groups(groups)
+        finally:
+            client.close()
+    except KafkaError as err:
+        log.debug("could not delete groups %s: %s", groups, err)
+
+
 def delete_topics(bootstrap: str, names: list[str]) -> None:
     client = admin(bootstrap)
     try:

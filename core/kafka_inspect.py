@@ -9,7 +9,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from dataflow_playground.core.errors import StackError
-from dataflow_playground.core.kafka_admin import admin
+from dataflow_playground.core.kafka_admin import admin, group_ids
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def overview(bootstrap: str, include_internal: bool = False) -> list[TopicOvervi
     client = admin(bootstrap)
     try:
         topics = sorted(t for t in client.list_topics() if include_internal or not t.startswith("__"))
-        groups = sorted(g[0] if isinstance(g, tuple) else g["group_id"] for g in client.list_groups())
+        groups = sorted(group_ids(client))
         committed = client.list_group_offsets(dict.fromkeys(groups)) if groups else {}
     except KafkaError as err:
         raise StackError(f"cannot list topics at {bootstrap}: {err}") from err

@@ -51,7 +51,6 @@ from typing import Any
 import numpy as np
 import orjson
 from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -547,14 +546,7 @@ class StreamRun:
             gone = sorted(mine & existing)
             if gone:
                 kafka_admin.delete_topics(self.bootstrap, gone)
-            try:
-                client = kafka_admin.admin(self.bootstrap)
-                try:
-                    client.delete_groups([self.app_id])
-                finally:
-                    client.close()
-            except KafkaError:
-                pass  # a group with members still registered: it expires on its own
+            kafka_admin.delete_groups(self.bootstrap, [self.app_id])
             if not (keep_files or self.keep_files):
                 shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -870,14 +862,7 @@ def client_alone(settings: Settings, run: StreamRun, engine: str, events: int, u
     except subprocess.TimeoutExpired:
         return {"error": f"the reader did not stop within {timeout_s + 60:.0f} s"}
     finally:
-        try:
-            client = kafka_admin.admin(settings.bootstrap_servers)
-            try:
-                client.delete_groups([group])
-            finally:
-                client.close()
-        except KafkaError:
-            pass  # still registered: it expires on its own
+        kafka_admin.delete_groups(settings.bootstrap_servers, [group])
     if out.returncode != 0:
         return {"error": f"the reader failed with exit code {out.returncode}: "
                          f"{out.stderr.decode(errors='replace').strip()[-600:]}"}

@@ -28,14 +28,6 @@ class _NoUI:
         pass
 
 
-def _groups(bootstrap: str) -> list[str]:
-    client = kafka_admin.admin(bootstrap)
-    try:
-        return [g[0] if isinstance(g, tuple) else g["group_id"] for g in client.list_groups()]
-    finally:
-        client.close()
-
-
 @pytest.mark.parametrize("engine", STREAM_ENGINES)
 def test_the_client_alone_reads_the_whole_topic_and_leaves_no_group(
         engine: str, kafka_stack: Settings, topic_factory: Callable[..., str]) -> None:
@@ -53,7 +45,7 @@ def test_the_client_alone_reads_the_whole_topic_and_leaves_no_group(
     assert 0 <= figures["counted"] < figures["records"]  # the first delivery is not counted
     if figures["counted"]:  # faust delivers record by record; kafka-python may take all at once
         assert figures["events_per_s"] > 0 and figures["cpu_s_per_million"] > 0
-    assert f"{topic}-client-alone" not in _groups(kafka_stack.bootstrap_servers)
+    assert f"{topic}-client-alone" not in kafka_admin.list_groups(kafka_stack.bootstrap_servers)
 
 
 def test_a_reader_that_cannot_read_is_a_reason_not_a_failure(kafka_stack: Settings) -> None:
