@@ -75,7 +75,7 @@ def read_kafka_python(cfg: WorkerConfig, clock: Clock, timeout_s: float) -> None
 
 
 def read_faust(cfg: WorkerConfig, clock: Clock, timeout_s: float) -> None:
-    from dataflow_playground.features.stream.faust_engine import new_app
+    from dataflow_playground.features.stream.faust_engine import new_app, raw_topics
 
     app = new_app(cfg)
     done = asyncio.Event()
@@ -85,9 +85,7 @@ def read_faust(cfg: WorkerConfig, clock: Clock, timeout_s: float) -> None:
             if clock.add(1):
                 done.set()
 
-    source = app.topic(cfg.input_topic, key_type=bytes, value_type=bytes, key_serializer="raw",
-                       value_serializer="raw", acks=False)
-    app.agent(source, name="count")(count)
+    app.agent(raw_topics(app, cfg.input_topic), name="count")(count)
 
     async def run() -> None:
         await app.start()

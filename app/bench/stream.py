@@ -978,7 +978,8 @@ def run_bench(settings: Settings, cfg: StreamBenchConfig, ui: Console) -> dict[s
                                                                      cfg.events, view)
                     ui.print(f"  {run.group.engine} client alone (no work per record): "
                              + (f"not measured, {figures['error']}" if "error" in figures
-                                else f"events/s (CPU s per 1M) {_client_alone(figures, '')}"))
+                                else f"events/s (CPU s per 1M) "
+                                f"{_rate_and_cpu(figures['events_per_s'], figures['cpu_s_per_million'])}"))
                 return alone[run.group.engine]
 
             warmed: set[str] = set()
@@ -1064,7 +1065,8 @@ def write_stream_results(settings: Settings, cfg: StreamBenchConfig, entries: li
          f"freshness p50 / p99 / max ms at {cfg.rate:,.0f}/s", "recovery s (takeover s)", "runs recovered",
          "records re-read", "full replay s", "replay / recovery"],
         [[e["engine"], e["workers"], e["events_per_s"], e["events_per_s_per_worker"],
-          f"{e['cpu_s_per_million']:,.0f}", _client_alone(e),
+          f"{e['cpu_s_per_million']:,.0f}",
+          _rate_and_cpu(e.get("client_alone_events_per_s"), e.get("client_alone_cpu_s_per_million")),
           f"{e['freshness_p50_ms']:,.0f} / {e['freshness_p99_ms']:,.0f} / {e['freshness_max_ms']:,.0f}",
           f"{_seconds(e['recovery_s'], e['recovery_timeout_s'])} "
           f"({_seconds(e['takeover_s'], e['recovery_timeout_s'])})",
@@ -1116,10 +1118,10 @@ def write_stream_results(settings: Settings, cfg: StreamBenchConfig, entries: li
     return summary
 
 
-def _client_alone(e: dict[str, Any], prefix: str = "client_alone_") -> str:
-    """``events/s (CPU s per 1M)``; "-" if not measured, or read in one delivery (no rate)."""
-    alone = e.get(f"{prefix}events_per_s")
-    return "-" if alone is None else f"{alone:,.0f} ({e[f'{prefix}cpu_s_per_million']:,.0f})"
+def _rate_and_cpu(events_per_s: float | None, cpu_s_per_million: float | None) -> str:
+    """A client alone's ``events/s (CPU s per 1M)``; "-" if not measured, or read in one
+    delivery (no rate)."""
+    return "-" if events_per_s is None else f"{events_per_s:,.0f} ({cpu_s_per_million:,.0f})"
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
@@ -1132,7 +1134,8 @@ def summary_table(summary: dict[str, Any]) -> Table:
         t.add_column(col, justify="left" if col == "engine" else "right", overflow="fold")
     for e in summary["entries"]:
         t.add_row(e["engine"], str(e["workers"]), f"{e['events_per_s']:,.0f}",
-                  f"{e['cpu_s_per_million']:.0f}", _client_alone(e),
+                  f"{e['cpu_s_per_million']:.0f}",
+                  _rate_and_cpu(e.get("client_alone_events_per_s"), e.get("client_alone_cpu_s_per_million")),
                   f"{e['freshness_p50_ms']:.0f}/{e['freshness_p99_ms']:.0f}/{e['freshness_max_ms']:.0f}",
                   _seconds(e["recovery_s"], e["recovery_timeout_s"]), f"{e['reread_records']:,}",
                   f"{e['full_replay_s']:.1f}")

@@ -327,6 +327,13 @@ def new_app(cfg: WorkerConfig) -> faust.App:
     return app
 
 
+def raw_topics(app: faust.App, *topics: str) -> Any:
+    """``topics`` as one faust source of raw bytes (key and value), without acks: faust never
+    commits (the checkpoints hold the positions)."""
+    return app.topic(*topics, key_type=bytes, value_type=bytes, key_serializer="raw",
+                     value_serializer="raw", acks=False)
+
+
 class FaustWorker:
     def __init__(self, cfg: WorkerConfig) -> None:
         require_codecs("aiokafka", "the faust stream engine")
@@ -357,8 +364,7 @@ class FaustWorker:
         self._held: set[TP] = set()  # assigned, paused until their tasks are restored and sought
         self._restoring: asyncio.Future[None] | None = None
 
-        source = app.topic(*self.topics, key_type=bytes, value_type=bytes, key_serializer="raw",
-                           value_serializer="raw", acks=False)  # no acks: faust never commits
+        source = raw_topics(app, *self.topics)
         app.agent(source, name="features")(self._agent)
         app.task(self._timer)
         app.task(self._batcher)
