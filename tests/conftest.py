@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,13 +32,14 @@ if TYPE_CHECKING:
 
 # CI runs a fixed, bounded search: the same examples every run, nothing replayed from a
 # local .hypothesis/ database, no deadline to trip on a loaded machine. Locally the search is
-# random and wider (HYPOTHESIS_PROFILE=ci replays exactly what CI runs).
+# random and wider (HYPOTHESIS_PROFILE=ci replays exactly what CI runs). The ``seed`` fixture
+# follows the same profile: fixed per test under "ci", random under "dev".
 hypothesis_settings.register_profile(
     "ci", derandomize=True, database=None, max_examples=50, deadline=None, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow])
 hypothesis_settings.register_profile("dev", max_examples=100, deadline=None)
-hypothesis_settings.load_profile(
-    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+hypothesis_settings.load_profile(PROFILE)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -48,8 +50,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture
 def seed(request: pytest.FixtureRequest) -> int:
-    """A per-test seed, printed so a failure can be replayed with PLAYGROUND_TEST_SEED."""
-    value = int(os.environ.get("PLAYGROUND_TEST_SEED", random.randrange(2**31)))
+    """A per-test seed, printed so a failure can be replayed with PLAYGROUND_TEST_SEED.
+
+    Under the "ci" profile it is fixed per test (a CRC-32 of the test's id), so CI runs the
+    same data every time; under "dev" it is random, so local runs keep exploring.
+    """
+    if replay := os.environ.get("PLAYGROUND_TEST_SEED"):
+        value = int(replay)
+    elif PROFILE == "ci":
+        value = zlib.crc32(request.node.nodeid.encode()) & 0x7FFFFFFF
+    else:
+        value = random.randrange(2**31)
     print(f"\n[{request.node.name}] seed={value} (replay: PLAYGROUND_TEST_SEED={value})")
     return value
 
