@@ -73,6 +73,7 @@ from dataflow_playground.app.bench.stream_profile import RATE_HZ as PROFILE_RATE
 from dataflow_playground.app.results import markdown_table, median, write_results
 from dataflow_playground.core import kafka_admin
 from dataflow_playground.core.errors import PlaygroundError
+from dataflow_playground.core.processes import die_with_parent
 from dataflow_playground.core.settings import Settings, child_env
 from dataflow_playground.features.online_store import OnlineStoreReader
 from dataflow_playground.features.stream.process import StreamWorkerError, WorkerGroup
@@ -815,7 +816,8 @@ def kafka_hop(settings: Settings, cfg: StreamBenchConfig, ui: _UI) -> dict[str, 
     consumer = subprocess.Popen(
         [sys.executable, "-m", "dataflow_playground.app.bench.hop_consumer", "--bootstrap",
          settings.bootstrap_servers, "--topic", topic, "--records", str(n), "--timeout-s", str(timeout_s)],
-        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=child_env(settings))
+        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=child_env(settings),
+        preexec_fn=die_with_parent())
     try:
         assert consumer.stdout is not None
         if consumer.stdout.readline().strip() != b"ready":
@@ -858,7 +860,8 @@ def client_alone(settings: Settings, run: StreamRun, engine: str, events: int, u
             [sys.executable, "-m", "dataflow_playground.app.bench.read_ceiling", "--engine", engine,
              "--bootstrap", settings.bootstrap_servers, "--topic", run.topic, "--records", str(n),
              "--app-id", group, "--timeout-s", f"{timeout_s:.0f}"],
-            capture_output=True, stdin=subprocess.DEVNULL, env=child_env(settings), timeout=timeout_s + 60)
+            capture_output=True, stdin=subprocess.DEVNULL, env=child_env(settings), timeout=timeout_s + 60,
+            preexec_fn=die_with_parent())
     except subprocess.TimeoutExpired:
         return {"error": f"the reader did not stop within {timeout_s + 60:.0f} s"}
     finally:

@@ -23,6 +23,7 @@ import psutil
 from dataflow_playground.app import stack
 from dataflow_playground.core import kafka_admin
 from dataflow_playground.core.errors import PlaygroundError
+from dataflow_playground.core.processes import die_with_parent
 from dataflow_playground.core.settings import Settings, child_env
 
 
@@ -93,7 +94,8 @@ class ChaosEnv:
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=child_env(self.settings), start_new_session=True)
+                                    env=child_env(self.settings), start_new_session=True,
+                                    preexec_fn=die_with_parent())
         self._procs.append(proc)
         return proc
 

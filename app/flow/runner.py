@@ -26,6 +26,7 @@ from rich.progress import MofNCompleteColumn, Progress
 from dataflow_playground.app.stack import free_ports
 from dataflow_playground.core import receipts
 from dataflow_playground.core.errors import PlaygroundError
+from dataflow_playground.core.processes import die_with_parent
 from dataflow_playground.core.settings import Settings, child_env
 
 
@@ -123,7 +124,7 @@ class FlowContext:
         with log.open("ab") as out:
             proc = subprocess.Popen([sys.executable, "-m", module, *args], stdout=out,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=full_env, start_new_session=True)
+                                    env=full_env, start_new_session=True, preexec_fn=die_with_parent())
         child = Child(name, proc, log)
         self.children.append(child)
         return child

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import psutil
 
 from dataflow_playground.core.errors import PlaygroundError
+from dataflow_playground.core.processes import die_with_parent
 from dataflow_playground.core.settings import Settings, child_env
 from dataflow_playground.features.online_store import OnlineStoreReader
 from dataflow_playground.features.stream.registry import stream_engine
@@ -83,7 +84,8 @@ class WorkerProcess:
         self.store.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=self.env, start_new_session=True)
+                                         stdin=subprocess.DEVNULL, env=self.env, start_new_session=True,
+                                         preexec_fn=die_with_parent())
 
     def start(self, timeout_s: float = 60.0) -> None:
         self.launch()
