@@ -39,7 +39,15 @@ def test_a_killed_bench_stops_the_broker_it_started(tmp_path: Path, sig: signal.
         assert pid_file.exists(), "the bench did not start a broker"
         broker = json.loads(pid_file.read_text())["pid"]
         bench.send_signal(sig)
-        assert bench.wait(timeout=60) != 0
+        # communicate, not wait: it keeps reading the bench's output (a full pipe would block its
+        # shutdown messages). The bound covers the broker's own stop: SIGTERM, then SIGKILL after
+        # shutdown_timeout_s (30 s), which a loaded machine can take in full.
+        try:
+            out, _ = bench.communicate(timeout=120)
+        except subprocess.TimeoutExpired as exc:
+            pytest.fail(f"the bench did not stop within 120 s of {sig.name}; its output since the "
+                        f"broker started:\n{exc.output}")
+        assert bench.returncode != 0, out
         assert not psutil.pid_exists(broker) or psutil.Process(broker).status() == psutil.STATUS_ZOMBIE
         assert not pid_file.exists()
     finally:
