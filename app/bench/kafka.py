@@ -13,10 +13,9 @@ import itertools
 import signal
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import TypeVar
 
 import matplotlib.pyplot as plt
 from kafka import KafkaConsumer
@@ -35,7 +34,6 @@ POOL_EVENTS = 100_000
 MAX_EVENTS = 100_000_000
 MAX_REPEATS = 20
 MAX_PARTITIONS = 64
-T = TypeVar("T")
 
 
 def check_args(events: int, repeats: int, partitions: int) -> None:
@@ -48,46 +46,20 @@ def check_args(events: int, repeats: int, partitions: int) -> None:
         raise ValueError("; ".join(problems))
 
 
-class _Interrupts:
-    """SIGINT and SIGTERM end the run like Ctrl-C, so the ``finally`` that stops the broker runs.
-
-    The handler raises ``KeyboardInterrupt`` and remembers the signal: kafka-python 3's event
-    loop, when it runs on the calling thread, catches and logs whatever a task step raises, so
-    an interrupt that lands there is lost. :meth:`check`, called between the run's steps and
-    every ``CHECK_EVERY`` records, raises it again.
-    """
-
-    CHECK_EVERY = 10_000
-
-    def __init__(self) -> None:
-        self.received: list[int] = []
-
-    def _handler(self, sig: int, _frame: FrameType | None) -> None:
-        self.received.append(sig)
+@contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM ends the run like Ctrl-C does, so the ``finally`` that stops the broker runs."""
+    def interrupt(_sig: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    def check(self) -> None:
-        if self.received:
-            raise KeyboardInterrupt(f"signal {self.received[0]}")
-
-    def watch(self, records: Iterable[T]) -> Iterator[T]:
-        """``records``, checking for a lost interrupt every ``CHECK_EVERY`` of them."""
-        for i, record in enumerate(records):
-            if i % self.CHECK_EVERY == 0:
-                self.check()
-            yield record
-
-    @contextmanager
-    def installed(self) -> Iterator[_Interrupts]:
-        previous = {sig: signal.signal(sig, self._handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield self
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
-def _consume_all(bootstrap: str, topic: str, n: int, interrupts: _Interrupts) -> float:
+def _consume_all(bootstrap: str, topic: str, n: int) -> float:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=f"bench-{uuid.uuid4().hex}",
                              auto_offset_reset="earliest", enable_auto_commit=False,
                              max_poll_records=10_000, fetch_max_bytes=64 * 2**20,
@@ -97,7 +69,6 @@ def _consume_all(bootstrap: str, topic: str, n: int, interrupts: _Interrupts) ->
     start = None
     deadline = time.monotonic() + 600
     while got < n and time.monotonic() < deadline:
-        interrupts.check()
         for batch in consumer.poll(timeout_ms=500).values():
             if start is None:
                 start = time.perf_counter()  # from the first record: excludes group join time
@@ -118,16 +89,13 @@ PROFILES: dict[str, dict[str, object]] = {
 
 
 def _one_run(settings: Settings, records: list[tuple[bytes, bytes]], n: int, partitions: int,
-             overrides: dict[str, object], interrupts: _Interrupts) -> dict[str, float]:
+             overrides: dict[str, object]) -> dict[str, float]:
     topic = f"bench-{uuid.uuid4().hex[:10]}"
     kafka_admin.ensure_topics(settings.bootstrap_servers, [kafka_admin.TopicSpec(topic, partitions)])
-    interrupts.check()
     producer = make_producer(settings.bootstrap_servers, **overrides)
-    try:
-        pstats = produce(producer, topic, interrupts.watch(itertools.islice(itertools.cycle(records), n)))
-    finally:
-        producer.close()
-    consume_s = _consume_all(settings.bootstrap_servers, topic, n, interrupts)
+    pstats = produce(producer, topic, itertools.islice(itertools.cycle(records), n))
+    producer.close()
+    consume_s = _consume_all(settings.bootstrap_servers, topic, n)
     kafka_admin.delete_topics(settings.bootstrap_servers, [topic])
     return {"produce_s": pstats.elapsed_s, "consume_s": consume_s, "produce_failed": pstats.failed}
 
@@ -139,11 +107,10 @@ def run_bench(settings: Settings, events: int, repeats: int, partitions: int,
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     # Known before `up`, so a signal that lands while `up` still creates topics stops the broker too.
     ours = stack.read_pid(settings, stack.KAFKA.name) is None and not settings.bootstrap_servers_override
-    with _Interrupts().installed() as interrupts:
+    with _stop_on_sigterm():
         try:
             stack.up(settings, components=[stack.KAFKA], on_event=lambda m: console.print(f"  {m}"))
-            interrupts.check()
-            payload_bytes = _runs(settings, events, repeats, partitions, names, runs, interrupts)
+            payload_bytes = _runs(settings, events, repeats, partitions, names, runs)
         finally:
             if ours:
                 stack.down(settings)
@@ -151,7 +118,7 @@ def run_bench(settings: Settings, events: int, repeats: int, partitions: int,
 
 
 def _runs(settings: Settings, events: int, repeats: int, partitions: int, names: list[str],
-          runs: dict[str, list[dict[str, float]]], interrupts: _Interrupts) -> float:
+          runs: dict[str, list[dict[str, float]]]) -> float:
     """The warm-up and the timed repeats; returns the payload bytes of ``events`` events."""
     pool = min(events, POOL_EVENTS)
     with console.status(f"encoding {pool:,} events (sent {events / pool:.1f}x over)"):
@@ -161,12 +128,11 @@ def _runs(settings: Settings, events: int, repeats: int, partitions: int, names:
     payload_bytes = sum(len(v) for _, v in records) * events / pool
     with progress() as bar:
         task = bar.add_task("runs (after a warm-up)", total=repeats * len(names))
-        _one_run(settings, records, max(events // 20, 1000), partitions, {}, interrupts)  # warm-up
+        _one_run(settings, records, max(events // 20, 1000), partitions, {})  # warm-up
         # Profiles interleaved per repeat, so drift on the machine hits them alike.
         for _ in range(repeats):
             for name in names:
-                runs[name].append(_one_run(settings, records, events, partitions, PROFILES[name],
-                                           interrupts))
+                runs[name].append(_one_run(settings, records, events, partitions, PROFILES[name]))
                 bar.advance(task)
     return payload_bytes
 
