@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -16,6 +17,13 @@ from dataflow_playground.features.batch_sql import BatchFeatures
 from dataflow_playground.features.definitions import FEATURES
 from dataflow_playground.features.online_store import OnlineStoreReader, event_time_frontier
 from dataflow_playground.features.parity import compare
+
+
+def sigint_as_from_a_terminal() -> None:
+    """``preexec_fn`` for a child a test stops with SIGINT: the default disposition, as a terminal
+    gives it. A shell without job control starts background commands with SIGINT ignored; the
+    test run and its children inherit that, and Python leaves an ignored SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_cli(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:

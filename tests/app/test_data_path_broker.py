@@ -13,7 +13,7 @@ import time
 from dataflow_playground.app import stack
 from dataflow_playground.core import kafka_admin, kafka_inspect
 from dataflow_playground.core.settings import Settings
-from tests.helpers import run_cli
+from tests.helpers import run_cli, sigint_as_from_a_terminal
 
 _COMMITTED = re.compile(r"committed consumed=(\d+) stored=(\d+) dead=(\d+) duplicates=(\d+)")
 
@@ -109,7 +109,8 @@ def test_logs_prints_and_follows_a_component_log(kafka_stack: Settings, stack_en
 
     marker = "a line written while following\n"
     follow = subprocess.Popen([sys.executable, "-m", "dataflow_playground.app.cli", "logs", "sink",
-                               "-n", "1", "-f"], env=stack_env, stdout=subprocess.PIPE, text=True)
+                               "-n", "1", "-f"], env=stack_env, stdout=subprocess.PIPE, text=True,
+                              preexec_fn=sigint_as_from_a_terminal)
     try:
         assert follow.stdout is not None
         follow.stdout.readline()  # the last line: it runs

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.helpers import free_ports
+from tests.helpers import free_ports, sigint_as_from_a_terminal
 
 
 @pytest.mark.kafka
@@ -27,7 +27,8 @@ def test_a_killed_bench_stops_the_broker_it_started(tmp_path: Path, sig: signal.
            "PLAYGROUND_KAFKA_HEAP": "256m"}
     bench = subprocess.Popen([sys.executable, "-m", "dataflow_playground.app.cli", "bench", "kafka",
                               "--events", "2000000", "--repeats", "1", "--tuned-only"],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             preexec_fn=sigint_as_from_a_terminal)
     pid_file = tmp_path / "data" / "run" / "kafka.pid"
     broker = None
     try:
