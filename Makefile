@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install kafka test-deps demo test test-unit browser bench lint proto up down status clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py features/stream/state.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
@@ -62,4 +62,4 @@ down: install
 	$(BIN)/playground down
 
 clean:
-	rm -rf $(VENV) data results .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) data results .pytest_cache .mypy_cache .ruff_cache .hypothesis features/stream/state.c features/stream/state.*.so

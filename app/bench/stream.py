@@ -78,6 +78,7 @@ from dataflow_playground.core.settings import Settings, child_env
 from dataflow_playground.features.online_store import OnlineStoreReader
 from dataflow_playground.features.stream.process import StreamWorkerError, WorkerGroup
 from dataflow_playground.features.stream.registry import ENGINES
+from dataflow_playground.features.stream.state import BUILD as OPERATORS_BUILD
 from dataflow_playground.features.stream.worker import REPARTITION_SUFFIX, internal_topics
 from dataflow_playground.producers.generator import (
     DEFAULT_START_MS,
@@ -1098,13 +1099,15 @@ def write_stream_results(settings: Settings, cfg: StreamBenchConfig, entries: li
               f"{cfg.rate:,.0f} events/s; one worker is restarted under its static id, more share its "
               f"tasks); freshness: {cfg.freshness_events:,} events paced at {cfg.rate:,.0f}/s, produced -> "
               f"visible in both stages. Records re-read count input records of both stages (a "
-              f"repartition record holds many events). {cores} cores; load average (1/5/15 min) before "
+              f"repartition record holds many events). Operators (features/stream/state.py): "
+              f"{OPERATORS_BUILD}. {cores} cores; load average (1/5/15 min) before "
               f"{load['loadavg_1_5_15_before']}, after {load['loadavg_1_5_15_after']}.")
     parameters = {"events": cfg.events, "workers": list(cfg.workers), "engines": list(cfg.engines),
                   "repeats": cfg.repeats, "rate": cfg.rate, "freshness_seconds": cfg.freshness_seconds,
                   "freshness_events": cfg.freshness_events, "kill_after_s": cfg.kill_after_s,
                   "warmup_events": cfg.warmup_events, "partitions": cfg.partitions,
-                  "tasks": 2 * cfg.partitions, "kafka_version": settings.kafka_version}
+                  "tasks": 2 * cfg.partitions, "kafka_version": settings.kafka_version,
+                  "operators_build": OPERATORS_BUILD}
     summary: dict[str, Any] = {"parameters": parameters, "targets": _targets(), "entries": entries,
                                "load": load, "warmup_events_per_s": warmups, "kafka_hop": hop,
                                "takeaway": text}

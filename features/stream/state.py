@@ -14,6 +14,10 @@ Late path (an event older than the key's latest ``ts``): its own values are
 recomputed from the key's retained history (:func:`aggregate`, the reference
 implementation), and it is inserted into the windows in place, so the key's
 online vector and every later event see it; that is the correction.
+
+Installing the project compiles this one module with Cython (``setup.py``; pure Python where
+there is no C compiler): the same source, about a tenth less CPU per event for a worker
+(docs/features.md). :data:`BUILD` says which one runs.
 """
 
 from __future__ import annotations
@@ -23,11 +27,32 @@ import functools
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 
 from dataflow_playground.features.definitions import ENTITIES, FEATURES, Agg, FeatureSpec, Filter, empty_value
+
+
+def _build() -> str:
+    """How this module runs: ``"compiled"`` or ``"pure Python"``.
+
+    Installing the project compiles this module with Cython where a C compiler is found
+    (``setup.py``), and Python then imports the compiled file in its place. A compiled file
+    older than this source is refused: after an edit it would run the old code without a word.
+    """
+    built = Path(__file__)
+    if built.suffix == ".py":
+        return "pure Python"
+    source = built.with_name(built.name.split(".")[0] + ".py")
+    if source.exists() and source.stat().st_mtime > built.stat().st_mtime:
+        raise ImportError(f"{built} was compiled before the last change to {source}: rebuild it with "
+                          "'make install', or delete it to run the pure-Python module")
+    return "compiled"
+
+
+BUILD: Final = _build()  # reported by the stream benchmark beside its figures
 
 # An event as the operators see it: (ts, event_id, amount, user_id, merchant_id).
 Entry = tuple[int, int, float, int, int]
@@ -252,41 +277,42 @@ class Window:
         """A function of ``t`` equal to ``self.value(spec, t)``, with the dispatch done once.
 
         The hot path asks every window for every feature of every event; resolving the
-        aggregation per call was the largest slice of the operators' profile.
+        aggregation per call was the largest slice of the operators' profile. (``if``, not
+        ``match``: Cython cannot compile closures defined in ``case`` blocks.)
         """
         entries = self.entries  # mutated in place, never rebound
         col = COLUMN_INDEX.get(spec.column or "", -1)
-        match spec.agg:
-            case Agg.COUNT:
-                return lambda _t: len(entries) - self.head
-            case Agg.SUM:
-                acc = self.sums[col]
-                return lambda _t: acc.s + acc.c if len(entries) > self.head else 0.0
-            case Agg.AVG:
-                acc = self.sums[col]
+        agg = spec.agg
+        if agg == Agg.COUNT:
+            return lambda _t: len(entries) - self.head
+        elif agg == Agg.SUM:
+            acc = self.sums[col]
+            return lambda _t: acc.s + acc.c if len(entries) > self.head else 0.0
+        elif agg == Agg.AVG:
+            acc = self.sums[col]
 
-                def avg(_t: int) -> object:
-                    n = len(entries) - self.head
-                    return (acc.s + acc.c) / n if n else None
-                return avg
-            case Agg.DISTINCT:
-                counter = self.distinct[col]
-                return lambda _t: len(counter) if len(entries) > self.head else 0
-            case Agg.TIME_SINCE_LAST:
-                return lambda t: t - entries[-1][TS] if len(entries) > self.head else None
-            case Agg.MIN | Agg.MAX:
-                ext = self.extremes[(spec.agg, spec.column)]
+            def avg(_t: int) -> object:
+                n = len(entries) - self.head
+                return (acc.s + acc.c) / n if n else None
+            return avg
+        elif agg == Agg.DISTINCT:
+            counter = self.distinct[col]
+            return lambda _t: len(counter) if len(entries) > self.head else 0
+        elif agg == Agg.TIME_SINCE_LAST:
+            return lambda t: t - entries[-1][TS] if len(entries) > self.head else None
+        elif agg in (Agg.MIN, Agg.MAX):
+            ext = self.extremes[(spec.agg, spec.column)]
 
-                def extreme(_t: int) -> object:
-                    if len(entries) == self.head:
-                        return None
-                    if ext.dirty:
-                        ext.rebuild(entries[self.head:])
-                    return ext.q[0][col]
-                return extreme
-            case Agg.LAST_K:
-                k = spec.k
-                return lambda _t: [e[col] for e in entries[max(self.head, len(entries) - k):]]
+            def extreme(_t: int) -> object:
+                if len(entries) == self.head:
+                    return None
+                if ext.dirty:
+                    ext.rebuild(entries[self.head:])
+                return ext.q[0][col]
+            return extreme
+        elif agg == Agg.LAST_K:
+            k = spec.k
+            return lambda _t: [e[col] for e in entries[max(self.head, len(entries) - k):]]
         return lambda t: self.value(spec, t)
 
     def value(self, spec: FeatureSpec, t: int) -> object:
