@@ -1,7 +1,7 @@
 """Compile the stream operators (features/stream/state.py) with Cython at install.
 
-The module is plain Python and stays the only source; compiled, a stream worker spends about
-a tenth less CPU per event (docs/features.md, "Compiled operators"). Without Cython or a C
+The module is plain Python and stays the only source; compiled, a stream worker spends less
+CPU per event (measured in docs/features.md, "Compiled operators"). Without Cython or a C
 compiler the install goes on with the pure-Python module (the extension is optional).
 Everything else about the package is in pyproject.toml.
 """

@@ -68,6 +68,7 @@ from rich.progress import (
 from rich.table import Table
 
 from dataflow_playground.app import stack
+from dataflow_playground.app.bench.stream_profile import NATIVE as PROFILE_NATIVE
 from dataflow_playground.app.bench.stream_profile import PARTS, REST, Profiler
 from dataflow_playground.app.bench.stream_profile import RATE_HZ as PROFILE_RATE_HZ
 from dataflow_playground.app.results import markdown_table, median, write_results
@@ -1007,6 +1008,10 @@ def _profiled(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in entries if (e.get("profile") or {}).get("parts")]
 
 
+PROFILE_NATIVE_NOTE = ("; native stacks, as the operators are compiled, so py-spy pauses the worker for "
+                       "each sample and that run is a little slower than the others")
+
+
 def profile_table(entries: Sequence[dict[str, Any]]) -> str:
     """Markdown: each part's share of the workers' busy samples, per engine x workers ("" if none)."""
     profiled = _profiled(entries)
@@ -1015,8 +1020,9 @@ def profile_table(entries: Sequence[dict[str, Any]]) -> str:
     if profiled:
         parts = [p for p, _frags in PARTS] + [REST]
         out += ("\n\nWhere the workers' busy time goes while they catch up (py-spy, "
-                f"{PROFILE_RATE_HZ} samples/s on every worker of the first run, each sample in the first "
-                "part one of its frames names, in this order):\n\n")
+                f"{PROFILE_RATE_HZ} samples/s on every worker of the first run"
+                f"{PROFILE_NATIVE_NOTE if PROFILE_NATIVE else ''}, each sample in the first part one of "
+                "its frames names, in this order):\n\n")
         out += markdown_table(
             ["part", *(f"{e['engine']} x{e['workers']}" for e in profiled)],
             [[p, *(f"{e['profile']['parts'][p] * 100:.0f} %" if p in e["profile"]["parts"] else "-"

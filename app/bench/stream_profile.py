@@ -1,9 +1,11 @@
 """Where a stream worker's time goes: py-spy samples of the workers while they catch up, in parts.
 
 ``playground bench stream`` (unless ``--no-profile``) runs ``py-spy record`` on every worker
-during the first catch-up of each engine x worker count: raw stacks, 100 samples/s, without
-pausing the worker (``--nonblocking``), busy threads only. Each sample goes to the first part
-of :data:`PARTS` that one of its frames names, so the order is a priority: the runner's
+during the first catch-up of each engine x worker count: raw stacks of busy threads, 100
+samples/s without pausing the worker (``--nonblocking``); where the operators are compiled,
+native stacks (their frames are native ones then), 25 samples/s, pausing the worker for each.
+Each sample goes to the first part of :data:`PARTS` that one of its frames names, so the
+order is a priority: the runner's
 output step that calls the producer counts as outputs, a frame of the producer's own thread
 as the producer; faust's and asyncio's frames, under every faust stack, count only when no
 part of the stream's own code is in the sample. py-spy is a dev dependency (``make install``);
@@ -24,7 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-RATE_HZ = 100
+from dataflow_playground.features.stream.state import BUILD as OPERATORS_BUILD
+
+# Compiled operators (setup.py) run without Python frames: py-spy sees them only in the native
+# stack, where Cython's line table names features/stream/state.py again. Native stacks need the
+# worker paused for each sample (py-spy refuses --native with --nonblocking); that slowed a
+# process by about a sixth at 100 samples/s here, so native sampling runs at a quarter the rate.
+NATIVE = OPERATORS_BUILD == "compiled"
+RATE_HZ = 25 if NATIVE else 100
 REST = "the rest (start-up, threads' glue)"
 
 # (part, fragments of a py-spy frame "function (path:line)"), highest priority first.
@@ -112,7 +121,7 @@ class Profiler:
         for pid in self.pids:
             path = self.out_dir / f"py-spy.{pid}.txt"
             cmd = [exe, "record", "--pid", str(pid), "--rate", str(RATE_HZ), "--format", "raw",
-                   "--output", str(path), "--nonblocking"]
+                   "--output", str(path), *(["--native"] if NATIVE else ["--nonblocking"])]
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                     stdin=subprocess.DEVNULL)
             self.procs.append((proc, path))
@@ -139,5 +148,5 @@ class Profiler:
         if self.error is not None:
             return {"error": self.error}
         samples, parts = shares(stacks)
-        return {"tool": "py-spy", "rate_hz": RATE_HZ, "workers": len(self.pids), "samples": samples,
-                "parts": parts}
+        return {"tool": "py-spy", "rate_hz": RATE_HZ, "native": NATIVE, "workers": len(self.pids),
+                "samples": samples, "parts": parts}

@@ -16,8 +16,8 @@ implementation), and it is inserted into the windows in place, so the key's
 online vector and every later event see it; that is the correction.
 
 Installing the project compiles this one module with Cython (``setup.py``; pure Python where
-there is no C compiler): the same source, about a tenth less CPU per event for a worker
-(docs/features.md). :data:`BUILD` says which one runs.
+there is no C compiler): the same source, less CPU per event for a worker (measured in
+docs/features.md, "Compiled operators"). :data:`BUILD` says which one runs.
 """
 
 from __future__ import annotations
