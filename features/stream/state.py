@@ -39,14 +39,17 @@ def _build() -> str:
     """How this module runs: ``"compiled"`` or ``"pure Python"``.
 
     Installing the project compiles this module with Cython where a C compiler is found
-    (``setup.py``), and Python then imports the compiled file in its place. A compiled file
-    older than this source is refused: after an edit it would run the old code without a word.
+    (``setup.py``), and Python then imports the compiled file in its place. In a checkout (the
+    editable install builds it there, beside this source), a compiled file older than this
+    source is refused: after an edit it would run the old code without a word. An installed
+    wheel is not checked: nobody edits it, and its files' times are those of the install.
     """
-    built = Path(__file__)
+    built = Path(__file__).resolve()
     if built.suffix == ".py":
         return "pure Python"
     source = built.with_name(built.name.split(".")[0] + ".py")
-    if source.exists() and source.stat().st_mtime > built.stat().st_mtime:
+    in_checkout = (built.parents[2] / "setup.py").exists()  # <checkout>/features/stream/state...so
+    if in_checkout and source.exists() and source.stat().st_mtime > built.stat().st_mtime:
         raise ImportError(f"{built} was compiled before the last change to {source}: rebuild it with "
                           "'make install', or delete it to run the pure-Python module")
     return "compiled"

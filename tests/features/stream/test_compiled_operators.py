@@ -6,7 +6,7 @@
 - Compiled and pure operators give the same values, online vectors and lateness verdicts,
   event by event, in and out of order. Compared exactly: it is one source, so the same
   floating-point operations in the same order.
-- A compiled module older than its source is refused, with what to do.
+- In a checkout, a compiled module older than its source is refused, with what to do.
 """
 
 from __future__ import annotations
@@ -74,16 +74,19 @@ def test_compiled_and_pure_operators_agree_event_by_event(events: list[dict[str,
 @needs_compiled
 def test_a_compiled_module_older_than_its_source_is_refused(tmp_path: Path) -> None:
     built = Path(installed.__file__)
-    shutil.copy2(built, tmp_path / built.name)
-    source = tmp_path / "state.py"
+    checkout = tmp_path / "features" / "stream"  # the layout of a checkout: the check applies there
+    checkout.mkdir(parents=True)
+    (tmp_path / "setup.py").write_text("")
+    shutil.copy2(built, checkout / built.name)
+    source = checkout / "state.py"
     shutil.copy2(SOURCE, source)
     load = ("import importlib.machinery as m, importlib.util as u, sys; p = sys.argv[1]; "
             "s = u.spec_from_loader('state', m.ExtensionFileLoader('state', p)); "
             "mod = u.module_from_spec(s); s.loader.exec_module(mod); print(mod.BUILD)")
-    stamp = (tmp_path / built.name).stat().st_mtime
+    stamp = (checkout / built.name).stat().st_mtime
 
     def run() -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-c", load, str(tmp_path / built.name)],
+        return subprocess.run([sys.executable, "-c", load, str(checkout / built.name)],
                               capture_output=True, text=True, timeout=60, check=False)
 
     os.utime(source, (stamp - 60, stamp - 60))  # compiled after the last edit: accepted
@@ -93,3 +96,6 @@ def test_a_compiled_module_older_than_its_source_is_refused(tmp_path: Path) -> N
     stale = run()
     assert stale.returncode != 0
     assert "was compiled before the last change" in stale.stderr and "make install" in stale.stderr
+    (tmp_path / "setup.py").unlink()  # an installed wheel (no checkout around it): not checked
+    wheel = run()
+    assert wheel.returncode == 0 and wheel.stdout.strip() == "compiled", wheel.stderr
