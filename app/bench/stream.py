@@ -68,8 +68,7 @@ from rich.progress import (
 from rich.table import Table
 
 from dataflow_playground.app import stack
-from dataflow_playground.app.bench.stream_profile import NATIVE as PROFILE_NATIVE
-from dataflow_playground.app.bench.stream_profile import PARTS, REST, Profiler
+from dataflow_playground.app.bench.stream_profile import PARTS, REST, SAMPLING_NOTE, Profiler
 from dataflow_playground.app.bench.stream_profile import RATE_HZ as PROFILE_RATE_HZ
 from dataflow_playground.app.results import markdown_table, median, write_results
 from dataflow_playground.core import kafka_admin
@@ -1008,8 +1007,9 @@ def _profiled(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in entries if (e.get("profile") or {}).get("parts")]
 
 
-PROFILE_NATIVE_NOTE = ("; native stacks, as the operators are compiled, so py-spy pauses the worker for "
-                       "each sample and that run is a little slower than the others")
+def _asleep(profile: dict[str, Any]) -> str:
+    n = profile.get("waiting_samples")  # (not counted in results written before it was)
+    return "-" if n is None else f"{n:,}"
 
 
 def profile_table(entries: Sequence[dict[str, Any]]) -> str:
@@ -1021,13 +1021,14 @@ def profile_table(entries: Sequence[dict[str, Any]]) -> str:
         parts = [p for p, _frags in PARTS] + [REST]
         out += ("\n\nWhere the workers' busy time goes while they catch up (py-spy, "
                 f"{PROFILE_RATE_HZ} samples/s on every worker of the first run"
-                f"{PROFILE_NATIVE_NOTE if PROFILE_NATIVE else ''}, each sample in the first part one of "
-                "its frames names, in this order):\n\n")
+                f"{SAMPLING_NOTE}, each sample in the first part one of its frames names, in this order; "
+                "samples of threads asleep, waiting for I/O, a lock or the GIL, left out):\n\n")
         out += markdown_table(
             ["part", *(f"{e['engine']} x{e['workers']}" for e in profiled)],
             [[p, *(f"{e['profile']['parts'][p] * 100:.0f} %" if p in e["profile"]["parts"] else "-"
                    for e in profiled)] for p in parts if any(p in e["profile"]["parts"] for e in profiled)]
-            + [["busy samples", *(f"{e['profile']['samples']:,}" for e in profiled)]])
+            + [["busy samples", *(f"{e['profile']['samples']:,}" for e in profiled)],
+               ["samples asleep, left out", *(_asleep(e["profile"]) for e in profiled)]])
     for e in failed:
         out += f"\n\nNo profile of {e['engine']} x{e['workers']}: {e['profile']['error']}."
     return out

@@ -4,6 +4,7 @@
 during the first catch-up of each engine x worker count: raw stacks of busy threads, 100
 samples/s without pausing the worker (``--nonblocking``); where the operators are compiled,
 native stacks (their frames are native ones then), 25 samples/s, pausing the worker for each.
+Samples of a thread asleep (:func:`waiting`) are counted apart, not as time spent.
 Each sample goes to the first part of :data:`PARTS` that one of its frames names, so the
 order is a priority: the runner's
 output step that calls the producer counts as outputs, a frame of the producer's own thread
@@ -34,7 +35,21 @@ from dataflow_playground.features.stream.state import BUILD as OPERATORS_BUILD
 # process by about a sixth at 100 samples/s here, so native sampling runs at a quarter the rate.
 NATIVE = OPERATORS_BUILD == "compiled"
 RATE_HZ = 25 if NATIVE else 100
+# How the sampling was done, for the benchmark's text (after "... samples/s on every worker").
+SAMPLING_NOTE = ("; native stacks, as the operators are compiled, so py-spy pauses the worker for each "
+                 "sample and that run is a little slower than the others" if NATIVE else "")
 REST = "the rest (start-up, threads' glue)"
+
+# Native functions a thread sleeps in: waiting for I/O, for a lock, or for the GIL (CPython's
+# take_gil and lock acquire sleep on a pthread condition or semaphore). py-spy tests whether a
+# thread is idle just before it pauses the process, and with native stacks many waits get
+# through: in one kafka-python worker's profile a third of the samples ended in one of these,
+# in the client's network thread, the producer's sender and the checkpoint pool, re-taking the
+# GIL after a send or a compression. They are no CPU time, so they are counted apart.
+WAIT_FUNCTIONS = frozenset({
+    "epoll_wait", "epoll_pwait", "poll", "ppoll", "select", "pselect", "nanosleep", "clock_nanosleep",
+    "pthread_cond_wait", "pthread_cond_timedwait", "pthread_cond_clockwait", "sem_wait", "sem_timedwait",
+    "sem_clockwait", "take_gil", "PyThread_acquire_lock_timed"})
 
 # (part, fragments of a py-spy frame "function (path:line)"), highest priority first.
 PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -62,6 +77,35 @@ def classify(frames: Sequence[str]) -> str:
         if any(frag in f for f in frames for frag in fragments):
             return part
     return REST
+
+
+def _python_frame(frame: str) -> bool:
+    """A frame of Python code: ``name (path.py:line)`` (Cython's compiled ones are named so too)."""
+    where = frame.rpartition(" (")[2]
+    return ".py:" in where or where.startswith("<frozen")
+
+
+def waiting(frames: Sequence[str]) -> bool:
+    """Whether a sample (frames, root first) is a thread asleep: one of the native frames under its
+    innermost Python frame is a :data:`WAIT_FUNCTIONS` function."""
+    for frame in reversed(frames):
+        if _python_frame(frame):
+            return False
+        if frame.partition(" (")[0] in WAIT_FUNCTIONS:
+            return True
+    return False
+
+
+def split_waits(stacks: Iterable[tuple[Sequence[str], int]]
+                ) -> tuple[list[tuple[Sequence[str], int]], int]:
+    """``(busy stacks, samples of threads asleep)``."""
+    busy, asleep = [], 0
+    for frames, count in stacks:
+        if waiting(frames):
+            asleep += count
+        else:
+            busy.append((frames, count))
+    return busy, asleep
 
 
 def shares(stacks: Iterable[tuple[Sequence[str], int]]) -> tuple[int, dict[str, float]]:
@@ -147,6 +191,7 @@ class Profiler:
             self.error = "py-spy wrote no samples: " + ("; ".join(errors) or "the workers were idle")
         if self.error is not None:
             return {"error": self.error}
-        samples, parts = shares(stacks)
+        busy, asleep = split_waits(stacks)
+        samples, parts = shares(busy)
         return {"tool": "py-spy", "rate_hz": RATE_HZ, "native": NATIVE, "workers": len(self.pids),
-                "samples": samples, "parts": parts}
+                "samples": samples, "waiting_samples": asleep, "parts": parts}

@@ -18,6 +18,8 @@ from dataflow_playground.app.bench.stream_profile import (
     parse_raw,
     py_spy,
     shares,
+    split_waits,
+    waiting,
 )
 
 LOOP = "KafkaPythonWorker.run (dataflow_playground/features/stream/kafka_python_engine.py:130)"
@@ -62,9 +64,45 @@ def test_shares_sum_to_one_biggest_first_and_raw_lines_parse() -> None:
     assert shares([]) == (0, {})
 
 
+# Tails of native samples of a kafka-python worker (py-spy --native), innermost last.
+NET_THREAD = ["Thread.run (threading.py:982)", "NetworkSelector.run_forever (kafka/net/selector.py:239)",
+              "EpollSelector.select (selectors.py:468)", "select_epoll_poll (selectmodule.c.h:841)"]
+ASLEEP = [
+    [*NET_THREAD, "select_epoll_poll_impl (selectmodule.c:1598)", "epoll_wait (libc.so.6)"],
+    # back from epoll with the GIL released, waiting to take it again
+    [*NET_THREAD, "select_epoll_poll_impl (selectmodule.c:1600)", "pthread_cond_timedwait (libc.so.6)",
+     "0x7f3ee3c9af16 (libc.so.6)"],
+    ["Sender.run (kafka/producer/sender.py:113)", "DefaultRecordBatchBuilder._maybe_compress "
+     "(kafka/record/default_records.py:580)", "compress (lz4/frame/__init__.py:1)",
+     "pthread_cond_timedwait (libc.so.6)", "0x7f3ee3c9af16 (libc.so.6)"],
+    ["_worker (concurrent/futures/thread.py:83)", "_queue_SimpleQueue_get (_queuemodule.c:1)",
+     "PyThread_acquire_lock_timed (thread_pthread.h:1)", "0x7f3ee3ca5d90 (libc.so.6)"],
+]
+BUSY = [
+    ["Sender.run (kafka/producer/sender.py:113)", "_lz4_compress (kafka/codec.py:1)",
+     "LZ4F_compressUpdate (lz4frame.c:1)", "LZ4_compress_generic (lz4.c:1)"],
+    # a compiled operator's frame is named by its .py line: never a wait, whatever lies under it
+    [LOOP, STEP, "process (dataflow_playground/features/stream/state.py:487)", "Py_DECREF (object.h:537)"],
+    # Python frames that are named like a wait are not one: only native frames under them count
+    [LOOP, "KafkaConsumer.poll (kafka/consumer/group.py:827)"],
+    [LOOP, "EpollSelector.select (selectors.py:468)", "select_epoll_poll_impl (selectmodule.c:1598)"],
+]
+
+
+def test_samples_of_threads_asleep_are_counted_apart() -> None:
+    assert [waiting(s) for s in ASLEEP] == [True] * len(ASLEEP)
+    assert [waiting(s) for s in BUSY] == [False] * len(BUSY)
+    busy, asleep = split_waits([(s, 3) for s in ASLEEP] + [(s, 5) for s in BUSY])
+    assert asleep == 3 * len(ASLEEP) and busy == [(s, 5) for s in BUSY]
+    samples, parts = shares(busy)
+    assert samples == 20
+    assert parts == {"operators (FeatureEngine)": 0.25, "producer (batches, compression, requests)": 0.25,
+                     "client: fetch and record parsing": 0.25, "user and merchant tasks, runner": 0.25}
+
+
 def test_py_spy_samples_a_real_process(tmp_path: Path) -> None:
     """A process spinning in a file named like the operators' module: py-spy attaches, samples
-    it until stopped, and the samples land in that part."""
+    it until stopped, and the samples land in that part; its threads asleep count as no part."""
     assert py_spy() is not None, "py-spy comes with the dev dependencies (make install)"
     if (reason := cannot_attach()) is not None:
         pytest.skip(reason)
@@ -72,8 +110,13 @@ def test_py_spy_samples_a_real_process(tmp_path: Path) -> None:
     pkg.mkdir(parents=True)
     for init in (tmp_path / "features" / "__init__.py", pkg / "__init__.py"):
         init.write_text("")
-    (pkg / "state.py").write_text("import time\n\n\ndef spin():\n    end = time.time() + 20\n"
-                                  "    while time.time() < end:\n        sum(range(1000))\n")
+    # Beside the spinning thread, two asleep: one on a lock, one in select.
+    (pkg / "state.py").write_text(
+        "import select, threading, time\n\n\ndef spin():\n"
+        "    threading.Thread(target=threading.Event().wait, args=(30,), daemon=True).start()\n"
+        "    threading.Thread(target=select.select, args=([], [], [], 30), daemon=True).start()\n"
+        "    end = time.time() + 20\n"
+        "    while time.time() < end:\n        sum(range(1000))\n")
     busy = subprocess.Popen([sys.executable, "-c", "from features.stream.state import spin; spin()"],
                             cwd=tmp_path)
     try:
@@ -100,6 +143,8 @@ def test_a_missing_py_spy_is_a_reason_not_a_failure(tmp_path: Path, monkeypatch:
 def _entry(engine: str, workers: int, eps: float, parts: dict[str, float] | None,
            error: str | None = None) -> dict[str, object]:
     profile = {"error": error} if error else ({"samples": 1234, "parts": parts} if parts else None)
+    if profile and parts and engine == "faust":
+        profile["waiting_samples"] = 56
     return {"engine": engine, "workers": workers, "events_per_s_per_worker": eps, "profile": profile}
 
 
@@ -114,6 +159,7 @@ def test_the_table_and_the_takeaway_come_from_the_profiles() -> None:
     assert "| operators (FeatureEngine) | 30 % | 30 % | 70 % |" in table
     assert "| online store | 15 % | 15 % | - |" in table
     assert "| busy samples | 1,234 | 1,234 | 1,234 |" in table
+    assert "| samples asleep, left out | 56 | 56 | - |" in table  # "-": a profile from before they were
     assert "No profile of kafka-python x2: no ptrace." in table
     text = profile_takeaway(entries)
     # Only the engine below the target, at its smallest worker count, three largest parts.
