@@ -1008,7 +1008,9 @@ def _profiled(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _asleep(profile: dict[str, Any]) -> str:
-    n = profile.get("waiting_samples")  # (not counted in results written before it was)
+    """Samples of threads asleep, or "-" for a profile that does not count them (Profiler.stop
+    always does; a profile built elsewhere, as in the tests, may not)."""
+    n = profile.get("waiting_samples")
     return "-" if n is None else f"{n:,}"
 
 
